@@ -1,0 +1,1 @@
+//! Congestion control (filled in by the cc work).

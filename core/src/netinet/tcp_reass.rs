@@ -1,0 +1,1 @@
+//! TCP reassembly queue (filled in).

@@ -1,0 +1,1 @@
+//! SACK (filled in).
