@@ -16,6 +16,8 @@ mod log;
 
 pub mod errno;
 pub mod netinet;
+pub mod socket;
+pub mod stack;
 pub mod time;
 pub mod wire;
 

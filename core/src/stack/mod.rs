@@ -1,0 +1,977 @@
+//! The sans-IO stack: sockets, demultiplexing, timers and the output queue.
+//!
+//! Inputs: [`Stack::handle_packet`] (an IPv4 packet) and [`Stack::handle_timeout`]. Outputs:
+//! [`Stack::poll_transmit`] (one IPv4 packet per call), [`Stack::poll_timeout`] (when to call
+//! `handle_timeout` next) and [`Stack::poll_event`] (socket readiness). The socket calls
+//! (`socket`, `bind`, `connect`, ...) are in [`crate::netinet::tcp_usrreq`].
+
+use core::net::Ipv4Addr;
+
+use managed::ManagedSlice;
+
+use crate::netinet::tcp_fsm::TcpState;
+use crate::netinet::tcp_input::{
+    keepinit, queue_reply, tcp_do_segment, tcp_dooptions, tcp_dropwithreset_reply, tcp_twcheck,
+    Seg, Verdict,
+};
+use crate::netinet::tcp_output::{emit_reply, tcp_output, Output, ReplyQueue, TcpCtx};
+use crate::netinet::tcp_seq::{seq_geq, seq_leq, Seq};
+use crate::netinet::tcp_stat::{IpStat, TcpStat};
+use crate::netinet::tcp_subr::{request_wscale, tcp_mss, tcp_mssopt, IsnSecret, Reply, SynOpts};
+use crate::netinet::tcp_syncache::{
+    syncookie_generate, syncookie_validate, CookieInfo, SynCache, SynCacheEntry,
+};
+use crate::netinet::tcp_sysctl::TcpSysctl;
+use crate::netinet::tcp_timer::{backoff, rangeset, TimerKind, TCPTV_REXMTMAX};
+use crate::netinet::tcp_var::{tf, tf2, tof, TCP_MAXWIN};
+use crate::socket::socketvar::{ev, ss, QState, Socket};
+use crate::time::{Duration, Instant};
+use crate::wire::ipv4::{self, Ipv4Header};
+use crate::wire::tcp::{self as wtcp, TcpFlags};
+use crate::wire::WireError;
+
+/// How many local addresses a stack answers for.
+pub const MAX_ADDRS: usize = 8;
+
+/// A socket as the application names it: a slot and the generation it was allocated in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SocketHandle {
+    pub(crate) idx: u16,
+    pub(crate) gen: u16,
+}
+
+impl SocketHandle {
+    pub fn index(self) -> usize {
+        self.idx as usize
+    }
+}
+
+/// A readiness report from [`Stack::poll_event`]: bits from [`crate::socket::socketvar::ev`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SocketEvent {
+    pub handle: SocketHandle,
+    pub events: u8,
+}
+
+/// The TCP/IPv4 stack.
+pub struct Stack<'a> {
+    pub sysctl: TcpSysctl,
+    pub tcpstat: TcpStat,
+    pub ipstat: IpStat,
+    pub(crate) sockets: ManagedSlice<'a, Socket<'a>>,
+    pub(crate) syncache: SynCache,
+    pub(crate) replies: ReplyQueue,
+    addrs: heapless::Vec<Ipv4Addr, MAX_ADDRS>,
+    pub(crate) mtu: u32,
+    /// Bytes of outer header the path adds (IP-in-IP for fault-tolerant ports); the MSS we
+    /// offer leaves room for them.
+    pub(crate) encap_overhead: u32,
+    pub(crate) secret: IsnSecret,
+    pub(crate) rng: u64,
+    pub(crate) next_qorder: u32,
+    pub(crate) now: Instant,
+    rr: usize,
+}
+
+impl<'a> Stack<'a> {
+    /// A stack over caller-provided socket slots (each with its own buffer storage).
+    /// `seed` keys ISNs, timestamp offsets, cookies and port choice: give it real entropy.
+    pub fn new(sockets: impl Into<ManagedSlice<'a, Socket<'a>>>, seed: [u8; 16]) -> Self {
+        let mut rng = u64::from_le_bytes([
+            seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7],
+        ]) ^ 0x9e37_79b9_7f4a_7c15;
+        if rng == 0 {
+            rng = 1;
+        }
+        Stack {
+            sysctl: TcpSysctl::default(),
+            tcpstat: TcpStat::default(),
+            ipstat: IpStat::default(),
+            sockets: sockets.into(),
+            syncache: SynCache::default(),
+            replies: ReplyQueue::new(),
+            addrs: heapless::Vec::new(),
+            mtu: 1500,
+            encap_overhead: 0,
+            secret: IsnSecret::new(seed),
+            rng,
+            next_qorder: 0,
+            now: Instant::ZERO,
+            rr: 0,
+        }
+    }
+
+    /// A stack that allocates socket slots and buffers as sockets are created.
+    #[cfg(feature = "alloc")]
+    pub fn new_alloc(seed: [u8; 16]) -> Stack<'static> {
+        Stack::new(alloc::vec::Vec::new(), seed)
+    }
+
+    /// Adds an address this stack answers for. `ENOSPC` when the table is full.
+    pub fn add_address(&mut self, addr: Ipv4Addr) -> Result<(), crate::Errno> {
+        if self.addrs.contains(&addr) {
+            return Ok(());
+        }
+        self.addrs.push(addr).map_err(|_| crate::Errno::ENOSPC)
+    }
+    pub fn remove_address(&mut self, addr: Ipv4Addr) {
+        self.addrs.retain(|a| *a != addr);
+    }
+    pub fn addresses(&self) -> &[Ipv4Addr] {
+        &self.addrs
+    }
+    pub fn is_local(&self, addr: Ipv4Addr) -> bool {
+        self.addrs.contains(&addr)
+    }
+    /// The interface MTU (for the MSS we offer and accept).
+    pub fn set_mtu(&mut self, mtu: u32) {
+        self.mtu = mtu.clamp(68, 65535);
+    }
+    pub fn mtu(&self) -> u32 {
+        self.mtu
+    }
+    /// Outer-header bytes the path adds (e.g. 20 for IP-in-IP).
+    pub fn set_encap_overhead(&mut self, bytes: u32) {
+        self.encap_overhead = bytes.min(self.mtu / 2);
+    }
+
+    pub(crate) fn next_random(&mut self) -> u64 {
+        // xorshift64*: only used to spread ephemeral ports; security comes from the keyed hashes.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub(crate) fn ctx_parts(
+        &mut self,
+        now: Instant,
+    ) -> (TcpCtx<'_>, &mut ManagedSlice<'a, Socket<'a>>) {
+        let ctx = TcpCtx {
+            cfg: &self.sysctl,
+            stat: &mut self.tcpstat,
+            now,
+            mtu: self.mtu,
+            encap_overhead: self.encap_overhead,
+            replies: &mut self.replies,
+        };
+        (ctx, &mut self.sockets)
+    }
+
+    // ---------------------------------------------------------------- input
+
+    /// `ip_input` + `tcp_input`: one IPv4 packet from the network. Anything malformed or not
+    /// for us is counted in `ipstat`/`tcpstat` and dropped.
+    pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.now = now;
+        self.ipstat.total += 1;
+        let (ip, payload) = match Ipv4Header::parse(packet) {
+            Ok(x) => x,
+            Err(e) => {
+                match e {
+                    WireError::Truncated => self.ipstat.tooshort += 1,
+                    WireError::BadVersion => self.ipstat.badvers += 1,
+                    WireError::BadHeaderLength => self.ipstat.badhlen += 1,
+                    WireError::BadChecksum => self.ipstat.badsum += 1,
+                    WireError::Fragmented => self.ipstat.fragments += 1,
+                    _ => self.ipstat.badlen += 1,
+                }
+                return;
+            }
+        };
+        if !self.is_local(ip.dst) {
+            self.ipstat.notmember += 1;
+            return;
+        }
+        if ip.protocol != ipv4::PROTO_TCP {
+            self.ipstat.noproto += 1;
+            return;
+        }
+        self.ipstat.delivered += 1;
+        self.tcpstat.rcvtotal += 1;
+        let tcp = match wtcp::parse_segment(payload, ip.src, ip.dst, true) {
+            Ok(t) => t,
+            Err(WireError::BadChecksum) => {
+                self.tcpstat.rcvbadsum += 1;
+                return;
+            }
+            Err(WireError::BadDataOffset) => {
+                self.tcpstat.rcvbadoff += 1;
+                return;
+            }
+            Err(_) => {
+                self.tcpstat.rcvshort += 1;
+                return;
+            }
+        };
+        let seg = Seg {
+            src: ip.src,
+            dst: ip.dst,
+            sport: tcp.header.src_port,
+            dport: tcp.header.dst_port,
+            th_seq: Seq(tcp.header.seq),
+            th_ack: Seq(tcp.header.ack),
+            th_flags: tcp.header.flags,
+            th_win: tcp.header.window,
+            options: tcp.options,
+            data: tcp.payload,
+            ecn: ip.ecn(),
+        };
+        self.tcp_input(now, &seg);
+    }
+
+    fn tcp_input(&mut self, now: Instant, seg: &Seg<'_>) {
+        let thflags = seg.th_flags;
+        if seg.src.is_broadcast() || seg.src.is_multicast() || seg.sport == 0 || seg.dport == 0 {
+            return;
+        }
+        if thflags.contains(TcpFlags::SYN)
+            && thflags.contains(TcpFlags::FIN)
+            && self.sysctl.drop_synfin
+        {
+            self.tcpstat.badsyn += 1;
+            return;
+        }
+        // Exact 4-tuple first, then a listener.
+        if let Some(i) = self.lookup_conn(seg.dst, seg.dport, seg.src, seg.sport) {
+            let state = self.sockets[i].tp.t_state;
+            if state == TcpState::TimeWait {
+                let (mut ctx, socks) = self.ctx_parts(now);
+                let reopen = tcp_twcheck(&mut socks[i], seg, &mut ctx);
+                self.reap(i);
+                if !reopen {
+                    return;
+                }
+            } else {
+                let (mut ctx, socks) = self.ctx_parts(now);
+                let verdict = tcp_do_segment(&mut socks[i], seg, &mut ctx);
+                if verdict == Verdict::DropWithReset {
+                    self.dropwithreset(seg);
+                }
+                self.after_input(i);
+                return;
+            }
+        }
+        let Some(l) = self.lookup_listener(seg.dst, seg.dport) else {
+            self.tcpstat.noport += 1;
+            self.closed_port(seg);
+            return;
+        };
+        self.listen_input(now, l, seg);
+    }
+
+    /// A segment for a port nobody listens on: RST unless blackholed.
+    fn closed_port(&mut self, seg: &Seg<'_>) {
+        let bh = self.sysctl.blackhole;
+        if bh == 2 || (bh == 1 && seg.th_flags.contains(TcpFlags::SYN)) {
+            return;
+        }
+        self.dropwithreset(seg);
+    }
+
+    fn dropwithreset(&mut self, seg: &Seg<'_>) {
+        if let Some(r) = tcp_dropwithreset_reply(seg) {
+            if self.replies.push_back(r).is_err() {
+                self.tcpstat.sndreplydrop += 1;
+            }
+        }
+    }
+
+    /// `tcp_input`'s LISTEN handling: the syncache decides.
+    fn listen_input(&mut self, now: Instant, l: usize, seg: &Seg<'_>) {
+        let thflags = seg.th_flags;
+        let to = tcp_dooptions(seg.options, thflags.contains(TcpFlags::SYN));
+        if thflags.contains(TcpFlags::RST) {
+            self.syncache_chkrst(seg);
+            return;
+        }
+        if thflags.contains(TcpFlags::ACK) && !thflags.contains(TcpFlags::SYN) {
+            match self.syncache_expand(now, l, seg, &to) {
+                Expand::Socket(i) => {
+                    let (mut ctx, socks) = self.ctx_parts(now);
+                    let verdict = tcp_do_segment(&mut socks[i], seg, &mut ctx);
+                    if verdict == Verdict::DropWithReset {
+                        self.dropwithreset(seg);
+                    }
+                    self.after_input(i);
+                }
+                Expand::Reset => {
+                    self.tcpstat.sc_badack += 1;
+                    self.dropwithreset(seg);
+                }
+                Expand::Dropped => {}
+            }
+            return;
+        }
+        if !thflags.contains(TcpFlags::SYN) {
+            self.tcpstat.listendrop += 1;
+            return;
+        }
+        if thflags.contains(TcpFlags::ACK) {
+            // SYN-ACK to a listener.
+            self.dropwithreset(seg);
+            return;
+        }
+        if seg.dst.is_broadcast()
+            || seg.dst.is_multicast()
+            || seg.src == seg.dst && seg.sport == seg.dport
+        {
+            self.tcpstat.badsyn += 1;
+            return;
+        }
+        self.syncache_add(now, l, seg, &to);
+    }
+
+    fn listener_id(&self, l: usize) -> (u16, u16) {
+        (l as u16, self.sockets[l].generation)
+    }
+
+    /// `syncache_add`: remember the SYN and answer with a SYN-ACK.
+    fn syncache_add(
+        &mut self,
+        now: Instant,
+        l: usize,
+        seg: &Seg<'_>,
+        to: &crate::netinet::tcp_var::TcpOpt,
+    ) {
+        let lid = self.listener_id(l);
+        if let Some(i) = self.syncache.find(seg.dst, seg.dport, seg.src, seg.sport) {
+            // A retransmitted SYN: answer again from the same entry.
+            self.tcpstat.sc_dupsyn += 1;
+            let e = &mut self.syncache.entries[i];
+            if let Some(ts) = e.ts_reflect.as_mut() {
+                if to.to_flags & tof::TS != 0 {
+                    *ts = to.to_tsval;
+                }
+            }
+            e.rxmits = 0;
+            e.rxttime = now + Duration::from_millis(self.sysctl.rexmit_initial as u64);
+            e.rxmits += 1;
+            let r = self.synack_reply(&self.syncache.entries[i].clone(), now);
+            queue_syn_reply(self, r);
+            return;
+        }
+        let lso = &self.sockets[l];
+        let noopt = lso.tp.has_flag(tf::NOOPT);
+        let cfg = &self.sysctl;
+        let ts_reflect = if !noopt && cfg.do_rfc1323_ts() && to.to_flags & tof::TS != 0 {
+            Some(to.to_tsval)
+        } else {
+            None
+        };
+        let wscale = if !noopt && cfg.do_rfc1323_scale() && to.to_flags & tof::SCALE != 0 {
+            Some((to.to_wscale, request_wscale(cfg)))
+        } else {
+            None
+        };
+        let sack = !noopt && cfg.sack_enable && to.to_flags & tof::SACKPERM != 0;
+        let ecn = cfg.ecn_enable != 0
+            && seg.th_flags.contains(TcpFlags::ECE)
+            && seg.th_flags.contains(TcpFlags::CWR);
+        let wnd = lso.so_rcv.hiwat().min(TCP_MAXWIN);
+        let peer_mss = if to.to_flags & tof::MSS != 0 {
+            to.to_mss
+        } else {
+            0
+        };
+        let ts_offset = self
+            .secret
+            .ts_offset(seg.dst, seg.dport, seg.src, seg.sport);
+        let iss = if self.sysctl.syncookies {
+            syncookie_generate(
+                &self.secret,
+                now,
+                seg.dst,
+                seg.dport,
+                seg.src,
+                seg.sport,
+                seg.th_seq,
+                CookieInfo {
+                    mss: if peer_mss == 0 {
+                        self.sysctl.mssdflt as u16
+                    } else {
+                        peer_mss
+                    },
+                    peer_wscale: wscale.map(|w| w.0),
+                    sack,
+                },
+            )
+        } else {
+            self.secret
+                .isn(now.total_micros(), seg.dst, seg.dport, seg.src, seg.sport)
+        };
+        let entry = SynCacheEntry {
+            laddr: seg.dst,
+            lport: seg.dport,
+            faddr: seg.src,
+            fport: seg.sport,
+            listener: lid,
+            irs: seg.th_seq,
+            iss,
+            ts_reflect,
+            ts_offset,
+            peer_mss,
+            wscale,
+            sack,
+            ecn,
+            noopt,
+            wnd,
+            rxmits: 1,
+            rxttime: now + Duration::from_millis(self.sysctl.rexmit_initial as u64),
+            age: 0,
+        };
+        let r = self.synack_reply(&entry, now);
+        if !(self.sysctl.syncookies && self.sysctl.syncookies_only) {
+            if self.syncache.insert(entry) {
+                self.tcpstat.sc_bucketoverflow += 1;
+            }
+            self.tcpstat.sc_added += 1;
+        } else {
+            self.tcpstat.sc_sendcookie += 1;
+        }
+        queue_syn_reply(self, r);
+    }
+
+    fn synack_reply(&self, e: &SynCacheEntry, now: Instant) -> Reply {
+        let mss = tcp_mssopt(self.mtu, self.encap_overhead).min(65535) as u16;
+        let mut flags = TcpFlags::SYN | TcpFlags::ACK;
+        if e.ecn {
+            flags |= TcpFlags::ECE;
+        }
+        Reply {
+            src: e.laddr,
+            dst: e.faddr,
+            sport: e.lport,
+            dport: e.fport,
+            seq: e.iss,
+            ack: e.irs + 1,
+            flags,
+            win: e.wnd.min(TCP_MAXWIN) as u16,
+            ts: e
+                .ts_reflect
+                .map(|ecr| (now.ticks().wrapping_add(e.ts_offset), ecr)),
+            syn_opts: if e.noopt {
+                None
+            } else {
+                Some(SynOpts {
+                    mss,
+                    wscale: e.wscale.map(|w| w.1),
+                    sack_permitted: e.sack,
+                })
+            },
+            ecn: 0,
+        }
+    }
+
+    /// `syncache_chkrst`: a RST for a half-open connection (RFC 5961 section 3 rules).
+    fn syncache_chkrst(&mut self, seg: &Seg<'_>) {
+        if seg
+            .th_flags
+            .intersects(TcpFlags::ACK | TcpFlags::SYN | TcpFlags::FIN)
+        {
+            return;
+        }
+        let Some(i) = self.syncache.find(seg.dst, seg.dport, seg.src, seg.sport) else {
+            self.tcpstat.badrst += 1;
+            return;
+        };
+        let e = &self.syncache.entries[i];
+        if seq_geq(seg.th_seq, e.irs + 1) && seq_leq(seg.th_seq, e.irs + e.wnd) {
+            if self.sysctl.insecure_rst || seg.th_seq == e.irs + 1 {
+                self.syncache.remove(i);
+                self.tcpstat.sc_reset += 1;
+            } else {
+                self.tcpstat.badrst += 1;
+                self.tcpstat.rstchallenge += 1;
+                let e = e.clone();
+                let r = Reply {
+                    src: e.laddr,
+                    dst: e.faddr,
+                    sport: e.lport,
+                    dport: e.fport,
+                    seq: e.iss + 1,
+                    ack: e.irs + 1,
+                    flags: TcpFlags::ACK,
+                    win: e.wnd.min(TCP_MAXWIN) as u16,
+                    ts: e
+                        .ts_reflect
+                        .map(|ecr| (self.now.ticks().wrapping_add(e.ts_offset), ecr)),
+                    syn_opts: None,
+                    ecn: 0,
+                };
+                queue_syn_reply(self, r);
+            }
+        } else {
+            self.tcpstat.badrst += 1;
+        }
+    }
+
+    /// `syncache_expand`: the handshake's ACK arrived; make the connection.
+    fn syncache_expand(
+        &mut self,
+        now: Instant,
+        l: usize,
+        seg: &Seg<'_>,
+        to: &crate::netinet::tcp_var::TcpOpt,
+    ) -> Expand {
+        let entry = match self.syncache.find(seg.dst, seg.dport, seg.src, seg.sport) {
+            Some(i) => {
+                let e = &self.syncache.entries[i];
+                if seg.th_ack != e.iss + 1 {
+                    return Expand::Reset;
+                }
+                if crate::netinet::tcp_seq::seq_leq(seg.th_seq, e.irs)
+                    || crate::netinet::tcp_seq::seq_gt(seg.th_seq, e.irs + e.wnd)
+                {
+                    return Expand::Reset;
+                }
+                if e.ts_reflect.is_some()
+                    && to.to_flags & tof::TS == 0
+                    && !self.sysctl.tolerate_missing_ts
+                {
+                    return Expand::Dropped;
+                }
+                self.syncache.remove(i)
+            }
+            None => {
+                if !self.sysctl.syncookies {
+                    return Expand::Reset;
+                }
+                let irs = seg.th_seq - 1;
+                let cookie = seg.th_ack - 1;
+                let Some(info) = syncookie_validate(
+                    &self.secret,
+                    now,
+                    seg.dst,
+                    seg.dport,
+                    seg.src,
+                    seg.sport,
+                    irs,
+                    cookie,
+                ) else {
+                    self.tcpstat.sc_failcookie += 1;
+                    return Expand::Reset;
+                };
+                self.tcpstat.sc_recvcookie += 1;
+                let lso = &self.sockets[l];
+                SynCacheEntry {
+                    laddr: seg.dst,
+                    lport: seg.dport,
+                    faddr: seg.src,
+                    fport: seg.sport,
+                    listener: self.listener_id(l),
+                    irs,
+                    iss: cookie,
+                    // deviation: FreeBSD can rebuild timestamps from the ACK's echo; the core's
+                    // cookie connections run without them.
+                    ts_reflect: None,
+                    ts_offset: 0,
+                    peer_mss: info.mss,
+                    wscale: info.peer_wscale.map(|w| (w, request_wscale(&self.sysctl))),
+                    sack: info.sack,
+                    ecn: false,
+                    noopt: lso.tp.has_flag(tf::NOOPT),
+                    wnd: lso.so_rcv.hiwat().min(TCP_MAXWIN),
+                    rxmits: 0,
+                    rxttime: now,
+                    age: 0,
+                }
+            }
+        };
+        // sonewconn: is there room in the listen queue?
+        let qlen = self.queue_len(l);
+        let qlimit = self.sockets[l].so_qlimit as usize;
+        if qlen > 3 * qlimit / 2 {
+            self.tcpstat.listendrop += 1;
+            self.tcpstat.sc_aborted += 1;
+            return Expand::Dropped;
+        }
+        let Some(i) = self.alloc_socket() else {
+            self.tcpstat.nopcbmem += 1;
+            self.tcpstat.sc_aborted += 1;
+            return Expand::Dropped;
+        };
+        self.tcpstat.sc_completed += 1;
+        self.syncache_socket(now, l, i, &entry);
+        Expand::Socket(i)
+    }
+
+    /// `syncache_socket`: a new socket in SYN_RECEIVED, inheriting the listener's settings.
+    fn syncache_socket(&mut self, now: Instant, l: usize, i: usize, e: &SynCacheEntry) {
+        let (lrcv, lsnd, lopts, lflags, lkeep, lrcv_user, lsnd_user, lgen) = {
+            let ls = &self.sockets[l];
+            (
+                ls.so_rcv.hiwat(),
+                ls.so_snd.hiwat(),
+                ls.so_options,
+                ls.tp.t_flags,
+                (
+                    ls.tp.t_keepinit,
+                    ls.tp.t_keepidle,
+                    ls.tp.t_keepintvl,
+                    ls.tp.t_keepcnt,
+                ),
+                ls.so_rcv_user,
+                ls.so_snd_user,
+                ls.generation,
+            )
+        };
+        let _ = lgen;
+        let cfg = self.sysctl.clone();
+        let (mtu, encap) = (self.mtu, self.encap_overhead);
+        let so = &mut self.sockets[i];
+        so.so_rcv.reserve(lrcv);
+        so.so_snd.reserve(lsnd);
+        so.so_rcv_user = lrcv_user;
+        so.so_snd_user = lsnd_user;
+        so.so_options = lopts & !crate::socket::socketvar::so::ACCEPTCONN;
+        so.so_state |= ss::NOFDREF;
+        so.so_qstate = QState::Incomplete { head: l as u16 };
+        so.inp.laddr = e.laddr;
+        so.inp.lport = e.lport;
+        so.inp.faddr = e.faddr;
+        so.inp.fport = e.fport;
+        let tp = &mut so.tp;
+        tp.t_state = TcpState::SynReceived;
+        tp.iss = e.iss;
+        tp.irs = e.irs;
+        tp.rcv_nxt = e.irs + 1;
+        tp.rcv_adv = tp.rcv_nxt;
+        tp.snd_una = e.iss;
+        tp.snd_nxt = e.iss + 1;
+        tp.snd_max = e.iss + 1;
+        tp.snd_up = e.iss;
+        tp.snd_recover = e.iss;
+        tp.snd_wl1 = e.irs;
+        tp.rcv_up = e.irs + 1;
+        tp.rcv_wnd = e.wnd;
+        tp.rcv_adv += tp.rcv_wnd;
+        tp.last_ack_sent = tp.rcv_nxt;
+        tp.t_flags = lflags & (tf::NOPUSH | tf::NODELAY);
+        if e.noopt {
+            tp.t_flags |= tf::NOOPT;
+        } else {
+            if let Some((peer, ours)) = e.wscale {
+                tp.t_flags |= tf::REQ_SCALE | tf::RCVD_SCALE;
+                tp.snd_scale = peer;
+                tp.request_r_scale = ours;
+            }
+            if let Some(ts) = e.ts_reflect {
+                tp.t_flags |= tf::REQ_TSTMP | tf::RCVD_TSTMP;
+                tp.ts_recent = ts;
+                tp.ts_recent_age = now.ticks();
+                tp.ts_offset = e.ts_offset;
+            }
+            if e.sack {
+                tp.t_flags |= tf::SACK_PERMIT;
+            }
+        }
+        if e.ecn {
+            tp.t_flags2 |= tf2::ECN_PERMIT;
+        }
+        tp.t_keepinit = lkeep.0;
+        tp.t_keepidle = lkeep.1;
+        tp.t_keepintvl = lkeep.2;
+        tp.t_keepcnt = lkeep.3;
+        tp.t_rcvtime = now.ticks();
+        tcp_mss(so, &cfg, mtu, encap, e.peer_mss as u32);
+        let t = keepinit(so, &cfg);
+        so.tp.t_timers.activate(TimerKind::Keep, now, t);
+    }
+
+    /// Sockets queued on listener `l` (complete and incomplete).
+    pub(crate) fn queue_len(&self, l: usize) -> usize {
+        self.sockets
+            .iter()
+            .filter(|s| {
+                s.in_use
+                    && match s.so_qstate {
+                        QState::Incomplete { head } => head as usize == l,
+                        QState::Complete { head, .. } => head as usize == l,
+                        QState::None => false,
+                    }
+            })
+            .count()
+    }
+
+    /// Bookkeeping after a segment or timer touched socket `i`.
+    pub(crate) fn after_input(&mut self, i: usize) {
+        let so = &mut self.sockets[i];
+        if let QState::Incomplete { head } = so.so_qstate {
+            if so.so_state & ss::ISCONNECTED != 0 {
+                so.so_qstate = QState::Complete {
+                    head,
+                    order: self.next_qorder,
+                };
+                self.next_qorder = self.next_qorder.wrapping_add(1);
+                if let Some(h) = self.sockets.get_mut(head as usize) {
+                    h.events |= ev::ACCEPTABLE | ev::READABLE;
+                }
+            }
+        }
+        self.reap(i);
+    }
+
+    /// Frees socket `i` when its connection is over and no handle refers to it.
+    pub(crate) fn reap(&mut self, i: usize) {
+        let so = &mut self.sockets[i];
+        if so.in_use && so.tp.t_state == TcpState::Closed && !so.has_fd() && !so.is_listening() {
+            so.detach();
+        }
+    }
+
+    pub(crate) fn lookup_conn(
+        &self,
+        laddr: Ipv4Addr,
+        lport: u16,
+        faddr: Ipv4Addr,
+        fport: u16,
+    ) -> Option<usize> {
+        self.sockets.iter().position(|s| {
+            s.in_use
+                && !s.is_listening()
+                && s.tp.t_state != TcpState::Closed
+                && s.inp.lport == lport
+                && s.inp.fport == fport
+                && s.inp.faddr == faddr
+                && s.inp.laddr == laddr
+        })
+    }
+
+    pub(crate) fn lookup_listener(&self, laddr: Ipv4Addr, lport: u16) -> Option<usize> {
+        let mut wild = None;
+        for (i, s) in self.sockets.iter().enumerate() {
+            if s.in_use && s.is_listening() && s.inp.lport == lport {
+                if s.inp.laddr == laddr {
+                    return Some(i);
+                }
+                if s.inp.laddr == Ipv4Addr::UNSPECIFIED {
+                    wild = Some(i);
+                }
+            }
+        }
+        wild
+    }
+
+    // ---------------------------------------------------------------- timers
+
+    /// The next instant `handle_timeout` has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let socks = self
+            .sockets
+            .iter()
+            .filter(|s| s.in_use)
+            .filter_map(|s| s.tp.t_timers.next());
+        socks.chain(self.syncache.next_timeout()).min()
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        for i in 0..self.sockets.len() {
+            // A timer routine may arm another timer already due (a zero-length one); bound the
+            // loop so a misconfiguration cannot spin.
+            for _ in 0..8 {
+                if !self.sockets[i].in_use {
+                    break;
+                }
+                let Some(kind) = self.sockets[i].tp.t_timers.take_due(now) else {
+                    break;
+                };
+                let (mut ctx, socks) = self.ctx_parts(now);
+                crate::netinet::tcp_timer::tcp_timer_fire(&mut socks[i], &mut ctx, kind);
+                self.reap(i);
+            }
+        }
+        self.syncache_timer(now);
+    }
+
+    /// `syncache_timer`: retransmit SYN-ACKs, expire entries past the retry limit.
+    fn syncache_timer(&mut self, now: Instant) {
+        let limit = self.sysctl.syncache_rexmtlimit;
+        let mut i = 0;
+        while i < self.syncache.entries.len() {
+            if self.syncache.entries[i].rxttime > now {
+                i += 1;
+                continue;
+            }
+            if self.syncache.entries[i].rxmits > limit {
+                self.syncache.remove(i);
+                self.tcpstat.sc_stale += 1;
+                continue;
+            }
+            let e = self.syncache.entries[i].clone();
+            let r = self.synack_reply(&e, now);
+            queue_syn_reply(self, r);
+            self.tcpstat.sc_retransmitted += 1;
+            let cfg = &self.sysctl;
+            let rexmt = rangeset(
+                cfg.rexmit_initial.saturating_mul(backoff(e.rxmits)),
+                cfg.rexmit_slop,
+                cfg.rexmit_min,
+                TCPTV_REXMTMAX,
+            );
+            let ent = &mut self.syncache.entries[i];
+            ent.rxttime = now + Duration::from_millis(rexmt as u64);
+            ent.rxmits += 1;
+            i += 1;
+        }
+    }
+
+    // ---------------------------------------------------------------- output
+
+    /// The next packet to send, written into `buf`; its length, or `None` when nothing is due.
+    /// Call until it returns `None` after every `handle_*` and socket call.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        self.now = now;
+        while let Some(r) = self.replies.pop_front() {
+            if let Some(n) = emit_reply(&r, self.mtu, buf) {
+                self.tcpstat.sndtotal += 1;
+                return Some(n);
+            }
+            self.tcpstat.sndreplydrop += 1;
+        }
+        let n = self.sockets.len();
+        for k in 0..n {
+            let i = (self.rr + k) % n;
+            if !self.sockets[i].in_use || !self.sockets[i].output_wanted {
+                continue;
+            }
+            let (mut ctx, socks) = self.ctx_parts(now);
+            match tcp_output(&mut socks[i], &mut ctx, buf) {
+                Output::Sent { len, more } => {
+                    if !more {
+                        // Run once more: FreeBSD's loop re-evaluates after each segment.
+                        self.sockets[i].output_wanted = true;
+                    }
+                    self.rr = i;
+                    // Replies tcp_output queued (none today) go out next call.
+                    return Some(len);
+                }
+                Output::Nothing => {
+                    self.sockets[i].output_wanted = false;
+                    self.reap(i);
+                    // A reply (e.g. a RST from a drop) may have been queued.
+                    if let Some(r) = self.replies.pop_front() {
+                        if let Some(n) = emit_reply(&r, self.mtu, buf) {
+                            self.tcpstat.sndtotal += 1;
+                            return Some(n);
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// The next socket with readiness to report.
+    pub fn poll_event(&mut self) -> Option<SocketEvent> {
+        for (i, s) in self.sockets.iter_mut().enumerate() {
+            if s.in_use && s.events != 0 && s.has_fd() {
+                let events = core::mem::take(&mut s.events);
+                return Some(SocketEvent {
+                    handle: SocketHandle {
+                        idx: i as u16,
+                        gen: s.generation,
+                    },
+                    events,
+                });
+            }
+        }
+        None
+    }
+
+    /// Queues a connectionless reply (used by layers beside TCP).
+    pub(crate) fn queue(&mut self, r: Reply) {
+        let (mut ctx, _) = self.ctx_parts(self.now);
+        queue_reply(&mut ctx, r);
+    }
+}
+
+/// One endpoint as `netstat`/`sockstat` list it (`net.inet.tcp.pcblist`), syncache entries
+/// included as SYN_RCVD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct PcbEntry {
+    pub laddr: Ipv4Addr,
+    pub lport: u16,
+    pub faddr: Ipv4Addr,
+    pub fport: u16,
+    pub state: TcpState,
+    /// A user handle refers to it (false for syncache entries and closed sockets).
+    pub has_handle: bool,
+    /// The socket's handle, when it has one.
+    pub handle: Option<SocketHandle>,
+}
+
+impl Stack<'_> {
+    /// Every TCP endpoint, like FreeBSD's `net.inet.tcp.pcblist`.
+    pub fn pcblist(&self) -> impl Iterator<Item = PcbEntry> + '_ {
+        let socks = self
+            .sockets
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.in_use)
+            .map(|(i, s)| PcbEntry {
+                laddr: s.inp.laddr,
+                lport: s.inp.lport,
+                faddr: s.inp.faddr,
+                fport: s.inp.fport,
+                state: s.tp.t_state,
+                has_handle: s.has_fd(),
+                handle: s.has_fd().then_some(SocketHandle {
+                    idx: i as u16,
+                    gen: s.generation,
+                }),
+            });
+        let sc = self.syncache.entries.iter().map(|e| PcbEntry {
+            laddr: e.laddr,
+            lport: e.lport,
+            faddr: e.faddr,
+            fport: e.fport,
+            state: TcpState::SynReceived,
+            has_handle: false,
+            handle: None,
+        });
+        socks.chain(sc)
+    }
+
+    /// `tcpdrop -s STATE`: drops every connection in `state` (TIME_WAIT ones silently, others
+    /// with a RST and ECONNABORTED). Returns how many.
+    pub fn drop_state(&mut self, now: Instant, state: TcpState) -> usize {
+        let mut n = 0;
+        for i in 0..self.sockets.len() {
+            let s = &self.sockets[i];
+            if !s.in_use || s.is_listening() || s.tp.t_state != state {
+                continue;
+            }
+            let (mut ctx, socks) = self.ctx_parts(now);
+            if state == TcpState::TimeWait {
+                crate::netinet::tcp_input::tcp_close(&mut socks[i], &mut ctx);
+            } else {
+                crate::netinet::tcp_input::tcp_drop(
+                    &mut socks[i],
+                    &mut ctx,
+                    Some(crate::Errno::ECONNABORTED),
+                );
+            }
+            self.reap(i);
+            n += 1;
+        }
+        n
+    }
+}
+
+fn queue_syn_reply(stack: &mut Stack<'_>, r: Reply) {
+    stack.queue(r);
+}
+
+enum Expand {
+    Socket(usize),
+    Reset,
+    Dropped,
+}
