@@ -409,8 +409,25 @@ pub fn tcp_do_segment(so: &mut Socket<'_>, seg: &Seg<'_>, ctx: &mut TcpCtx<'_>) 
         }
     }
 
+    // An ACK that is not for our SYN is refused before the segment's options may change the
+    // connection, so the SYN is retransmitted exactly as before.
+    if so.tp.t_state == TcpState::SynSent
+        && thflags.contains(TcpFlags::ACK)
+        && (seq_leq(th_ack, so.tp.iss) || seq_gt(th_ack, so.tp.snd_max))
+    {
+        return Verdict::DropWithReset;
+    }
+
     // Options settle on the SYN-ACK of an active open.
     if so.tp.t_state == TcpState::SynSent && thflags.contains(TcpFlags::SYN) {
+        // A SYN crossing ours that asks for ECN (tcp_ecn_input_parallel_syn).
+        if !thflags.contains(TcpFlags::ACK)
+            && cfg.ecn_enable != 0
+            && thflags.contains(TcpFlags::ECE | TcpFlags::CWR)
+        {
+            so.tp.t_flags2 |= tf2::ECN_PERMIT;
+            ctx.stat.ecn_shs += 1;
+        }
         let tp = &mut so.tp;
         if to.to_flags & tof::SCALE != 0 && tp.has_flag(tf::REQ_SCALE) && !tp.has_flag(tf::NOOPT) {
             tp.t_flags |= tf::RCVD_SCALE;
@@ -446,6 +463,7 @@ pub fn tcp_do_segment(so: &mut Socket<'_>, seg: &Seg<'_>, ctx: &mut TcpCtx<'_>) 
     match so.tp.t_state {
         TcpState::SynReceived => {
             if thflags.contains(TcpFlags::ACK)
+                && !thflags.contains(TcpFlags::RST)
                 && (seq_leq(th_ack, so.tp.snd_una) || seq_gt(th_ack, so.tp.snd_max))
             {
                 return Verdict::DropWithReset;
@@ -545,11 +563,12 @@ pub fn tcp_do_segment(so: &mut Socket<'_>, seg: &Seg<'_>, ctx: &mut TcpCtx<'_>) 
                     TcpState::Established
                     | TcpState::FinWait1
                     | TcpState::FinWait2
-                    | TcpState::CloseWait => {
+                    | TcpState::CloseWait
+                    | TcpState::Closing
+                    | TcpState::LastAck => {
                         so.so_error = Some(Errno::ECONNRESET);
                         tcp_close(so, ctx);
                     }
-                    TcpState::Closing | TcpState::LastAck => tcp_close(so, ctx),
                     _ => {}
                 }
             } else {
@@ -698,6 +717,8 @@ pub fn tcp_do_segment(so: &mut Socket<'_>, seg: &Seg<'_>, ctx: &mut TcpCtx<'_>) 
         }
         so.soisconnected();
         so.tp.snd_wl1 = th_seq - 1;
+        // Data that arrived before the handshake completed becomes readable now.
+        tcp_reass_present(so, ctx);
     }
     process_ack_and_rest(
         so, ctx, seg, thflags, th_seq, data, &to, tiwin, needoutput, false,
@@ -944,6 +965,8 @@ fn process_ack_and_rest(
                 so.tp.t_state = TcpState::FinWait2;
             }
             TcpState::Closing if ourfinisacked => {
+                // The peer's FIN was acknowledged when we entered CLOSING; nothing to answer.
+                so.tp.t_flags &= !tf::ACKNOW;
                 tcp_twstart(so, ctx);
                 return Verdict::Done;
             }
@@ -1134,11 +1157,11 @@ fn tcp_reass(
     data: &[u8],
     thflags: TcpFlags,
 ) -> TcpFlags {
-    let tp = &mut so.tp;
-    let rcv_nxt = tp.rcv_nxt;
+    let established = so.tp.t_state.have_established();
+    let rcv_nxt = so.tp.rcv_nxt;
     if data.is_empty() {
         // A bare FIN: in order only if it sits at rcv_nxt with nothing queued before it.
-        if th_seq == rcv_nxt && tp.reass.is_empty() {
+        if established && th_seq == rcv_nxt && so.tp.reass.is_empty() {
             return thflags & TcpFlags::FIN;
         }
         return TcpFlags(0);
@@ -1151,7 +1174,9 @@ fn tcp_reass(
         return TcpFlags(0);
     }
     let end = th_seq + written as u32;
-    if th_seq != rcv_nxt {
+    // Out of order, or before the handshake completed: hold it. FreeBSD presents nothing to
+    // the user before ESTABLISHED, and a FIN that arrives then is dropped.
+    if th_seq != rcv_nxt || !established {
         if so.tp.reass.insert(th_seq, end).is_err() {
             ctx.stat.rcvreassfull += 1;
             return TcpFlags(0);
@@ -1173,6 +1198,22 @@ fn tcp_reass(
         thflags & TcpFlags::FIN
     } else {
         TcpFlags(0)
+    }
+}
+
+/// `tcp_reass(tp, NULL, ...)`: deliver queued data that is now in order.
+fn tcp_reass_present(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>) {
+    if so.tp.reass.is_empty() || !so.tp.t_state.have_established() {
+        return;
+    }
+    let rcv_nxt = so.tp.rcv_nxt;
+    let new_nxt = so.tp.reass.advance(rcv_nxt);
+    let delivered = new_nxt - rcv_nxt;
+    if delivered > 0 {
+        so.so_rcv.enqueue_unqueued(delivered as usize);
+        so.tp.rcv_nxt = new_nxt;
+        ctx.stat.rcvbyte += delivered as u64;
+        so.sorwakeup();
     }
 }
 

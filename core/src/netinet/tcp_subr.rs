@@ -177,8 +177,7 @@ impl IsnSecret {
 
 /// `tcp_mssopt`: the MSS we offer, from the interface MTU.
 pub fn tcp_mssopt(mtu: u32, encap_overhead: u32) -> u32 {
-    mtu.saturating_sub(TCPIP_HDR_LEN + encap_overhead)
-        .max(TCP_MINMSS_FLOOR.min(mtu))
+    mtu.saturating_sub(TCPIP_HDR_LEN + encap_overhead).max(1)
 }
 
 /// The window-scale shift we request: the smallest that lets the largest permitted socket

@@ -425,7 +425,8 @@ impl<'a> Stack<'a> {
         tp.snd_max = iss;
         tp.snd_up = iss;
         tp.snd_recover = iss;
-        tp.t_maxseg = mtu.saturating_sub(TCPIP_HDR_LEN + encap).max(64);
+        // t_maxseg stays at mssdflt until the peer's MSS option arrives (tcp_mss).
+        let _ = (mtu, encap, TCPIP_HDR_LEN);
         tp.t_state = TcpState::SynSent;
         tp.t_rcvtime = now.ticks();
         s.so_state |= ss::ISCONNECTING;

