@@ -14,8 +14,12 @@ extern crate alloc;
 #[macro_use]
 mod log;
 
+pub mod driver;
 pub mod errno;
+pub mod ft;
 pub mod netinet;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod socket;
 pub mod stack;
 pub mod time;

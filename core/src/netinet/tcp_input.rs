@@ -403,6 +403,13 @@ pub fn tcp_do_segment(so: &mut Socket<'_>, seg: &Seg<'_>, ctx: &mut TcpCtx<'_>) 
 
     // Our TSvals carry ts_offset; take it off the echo, and ignore echoes from the future.
     if to.to_flags & tof::TS != 0 && to.to_tsecr != 0 {
+        // A backup adopts the clock whose values the peer echoes, never moving it back.
+        if so.tp.ft.follow_ts {
+            let want = to.to_tsecr.wrapping_sub(ticks);
+            if (want.wrapping_sub(so.tp.ts_offset) as i32) > 0 {
+                so.tp.ts_offset = want;
+            }
+        }
         to.to_tsecr = to.to_tsecr.wrapping_sub(so.tp.ts_offset);
         if tstmp_gt(to.to_tsecr, ticks) {
             to.to_tsecr = 0;
@@ -461,13 +468,12 @@ pub fn tcp_do_segment(so: &mut Socket<'_>, seg: &Seg<'_>, ctx: &mut TcpCtx<'_>) 
     }
 
     match so.tp.t_state {
-        TcpState::SynReceived => {
+        TcpState::SynReceived
             if thflags.contains(TcpFlags::ACK)
                 && !thflags.contains(TcpFlags::RST)
-                && (seq_leq(th_ack, so.tp.snd_una) || seq_gt(th_ack, so.tp.snd_max))
-            {
-                return Verdict::DropWithReset;
-            }
+                && (seq_leq(th_ack, so.tp.snd_una) || seq_gt(th_ack, so.tp.snd_max)) =>
+        {
+            return Verdict::DropWithReset;
         }
         TcpState::SynSent => {
             let tp = &mut so.tp;
@@ -638,7 +644,11 @@ pub fn tcp_do_segment(so: &mut Socket<'_>, seg: &Seg<'_>, ctx: &mut TcpCtx<'_>) 
             todrop = tlen;
             ctx.stat.rcvduppack += 1;
             ctx.stat.rcvdupbyte += todrop as u64;
+            if tlen > 0 || thflags.contains(TcpFlags::FIN) {
+                so.tp.t_rcvdupsegs = so.tp.t_rcvdupsegs.wrapping_add(1);
+            }
         } else {
+            so.tp.t_rcvdupsegs = so.tp.t_rcvdupsegs.wrapping_add(1);
             ctx.stat.rcvpartduppack += 1;
             ctx.stat.rcvpartdupbyte += todrop as u64;
         }
@@ -740,11 +750,19 @@ fn process_ack_and_rest(
 ) -> Verdict {
     let ticks = ctx.ticks();
     let cfg = ctx.cfg;
-    let th_ack = seg.th_ack;
+    // A muted replica cannot have "too much" acknowledged: the excess waits in ack_ahead.
+    let th_ack = if so.tp.ft.muted && seq_gt(seg.th_ack, so.tp.snd_max) {
+        so.tp.snd_max
+    } else {
+        seg.th_ack
+    };
     let tlen = data.len() as u32;
     let maxseg = so.tp.t_maxseg;
 
     if !from_syn_sent {
+        if so.tp.ft.muted && seq_gt(th_ack, so.tp.snd_max) {
+            ft_ack_ahead(so, th_ack);
+        }
         if seq_gt(th_ack, so.tp.snd_max) {
             ctx.stat.rcvacktoomuch += 1;
             return dropafterack(so, ctx, thflags, th_ack);
@@ -978,6 +996,57 @@ fn process_ack_and_rest(
         }
     }
     step6(so, ctx, thflags, th_seq, th_ack, data, tiwin, needoutput)
+}
+
+/// A muted replica learns from the client's ACK that bytes were delivered which its own
+/// output has not reached yet: bytes its service already produced count as sent; the rest of
+/// the acknowledgement waits in `ack_ahead` for the service to catch up.
+pub fn ft_ack_ahead(so: &mut Socket<'_>, th_ack: Seq) {
+    let produced_end = so.tp.snd_una + so.so_snd.len() as u32;
+    let reach = if seq_lt(th_ack, produced_end) {
+        th_ack
+    } else {
+        produced_end
+    };
+    if seq_gt(reach, so.tp.snd_max) {
+        so.tp.snd_max = reach;
+        if seq_lt(so.tp.snd_nxt, reach) {
+            so.tp.snd_nxt = reach;
+        }
+    }
+    if seq_gt(th_ack, reach) {
+        so.tp.ft.ack_ahead = Some(th_ack);
+    }
+}
+
+/// The service of a muted replica produced more bytes: those the client already acknowledged
+/// (`ack_ahead`) are released at once, as if their ACK arrived now.
+pub fn ft_apply_ack_ahead(so: &mut Socket<'_>) {
+    let Some(a) = so.tp.ft.ack_ahead else { return };
+    let produced_end = so.tp.snd_una + so.so_snd.len() as u32;
+    let reach = if seq_lt(a, produced_end) {
+        a
+    } else {
+        produced_end
+    };
+    let n = reach - so.tp.snd_una;
+    if n > 0 && seq_gt(reach, so.tp.snd_una) {
+        so.so_snd.drop_front(n as usize);
+        so.tp.snd_una = reach;
+        if seq_lt(so.tp.snd_nxt, reach) {
+            so.tp.snd_nxt = reach;
+        }
+        if seq_lt(so.tp.snd_max, reach) {
+            so.tp.snd_max = reach;
+        }
+        so.tp.snd_holes.cum_ack(reach);
+        if so.tp.snd_una == so.tp.snd_max {
+            so.tp.t_timers.stop(TimerKind::Rexmt);
+        }
+    }
+    if reach == a {
+        so.tp.ft.ack_ahead = None;
+    }
 }
 
 /// Fast retransmit / entering loss recovery. Returns true when the segment is finished.

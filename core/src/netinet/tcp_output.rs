@@ -76,7 +76,7 @@ pub fn tcp_addoptions(opts: &OutOpts<'_>, out: &mut [u8; 40]) -> usize {
         }
     }
     if opts.sack_permitted {
-        while n % 2 != 0 {
+        while !n.is_multiple_of(2) {
             put(out, &mut n, wtcp::TCPOPT_NOP);
         }
         put(out, &mut n, wtcp::TCPOPT_SACK_PERMITTED);
@@ -109,7 +109,7 @@ pub fn tcp_addoptions(opts: &OutOpts<'_>, out: &mut [u8; 40]) -> usize {
             }
         }
     }
-    while n % 4 != 0 {
+    while !n.is_multiple_of(4) {
         put(out, &mut n, wtcp::TCPOPT_EOL);
     }
     n
@@ -281,24 +281,33 @@ pub fn tcp_output(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>, buf: &mut [u8]) -> 
         flags &= !TcpFlags::FIN;
     }
 
-    let recwin_raw = so.so_rcv.space() as u32;
+    let mut recwin_raw = so.so_rcv.space() as u32;
+    // The FT layer may cap the right edge at the group's smallest: the window we could open
+    // is measured against that cap, or the window-update test below would fire forever.
+    if let Some(e) = so.tp.ft.edge_limit {
+        let cap = if seq_gt(e, so.tp.rcv_nxt) {
+            e - so.tp.rcv_nxt
+        } else {
+            0
+        };
+        recwin_raw = recwin_raw.min(cap);
+    }
     let tp = &mut so.tp;
     let hiwat = so.so_rcv.hiwat();
     let mut send = false;
 
     // Sender silly-window avoidance.
-    if len_u > 0 {
-        if len as i64 >= maxseg
+    if len_u > 0
+        && (len >= maxseg
             || ((idle || tp.has_flag(tf::NODELAY))
                 && !tp.has_flag(tf::NOPUSH)
                 && len_u + off >= sbused)
             || tp.has_flag(tf::FORCEDATA)
             || (tp.max_sndwnd > 0 && len_u >= tp.max_sndwnd / 2)
             || seq_lt(tp.snd_nxt, tp.snd_max)
-            || sack_rxmit.is_some()
-        {
-            send = true;
-        }
+            || sack_rxmit.is_some())
+    {
+        send = true;
     }
 
     // Window update: worth sending when it opens by two segments and a good share of the buffer.
@@ -313,25 +322,25 @@ pub fn tcp_output(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>, buf: &mut [u8]) -> 
         adv = adv.saturating_sub(oldwin);
         if (oldwin >> tp.rcv_scale) < ((adv + oldwin) >> tp.rcv_scale) {
             let ms = tp.t_maxseg;
-            if adv >= 2 * ms
-                && (adv >= hiwat / 4 || recwin_raw <= hiwat / 8 || hiwat <= 8 * ms || adv >= maxwin)
-            {
-                send = true;
-            } else if 2 * adv >= hiwat {
+            let big = adv >= 2 * ms
+                && (adv >= hiwat / 4
+                    || recwin_raw <= hiwat / 8
+                    || hiwat <= 8 * ms
+                    || adv >= maxwin);
+            if big || 2 * adv >= hiwat {
                 send = true;
             }
         }
     }
-    if !send {
-        if tp.has_flag(tf::ACKNOW)
+    if !send
+        && (tp.has_flag(tf::ACKNOW)
             || flags.intersects(TcpFlags::RST)
             || (flags.contains(TcpFlags::SYN) && !tp.has_flag(tf::NEEDSYN))
             || seq_gt(tp.snd_up, tp.snd_una)
             || (flags.contains(TcpFlags::FIN)
-                && (!tp.has_flag(tf::SENTFIN) || tp.snd_nxt == tp.snd_una))
-        {
-            send = true;
-        }
+                && (!tp.has_flag(tf::SENTFIN) || tp.snd_nxt == tp.snd_una)))
+    {
+        send = true;
     }
     if !send {
         // Data waiting and no timer to bring us back: start probing the window.
@@ -478,28 +487,31 @@ pub fn tcp_output(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>, buf: &mut [u8]) -> 
         tp.snd_max
     };
 
-    #[cfg(feature = "std")]
-    if std::env::var_os("HYDRANET_DEBUG").is_some() {
-        std::eprintln!(
-            "out state {:?} una {} nxt {} max {} th_seq {} len {} flags {}",
-            tp.t_state,
-            tp.snd_una.0,
-            tp.snd_nxt.0,
-            tp.snd_max.0,
-            th_seq.0,
-            len_u,
-            flags
-        );
-    }
     // ---- receive window ----
+    // The acknowledgement is rcv_nxt, unless the FT layer holds it back to what every replica
+    // has; the advertised right edge never moves left and never passes the group's smallest.
+    let ack_point = match tp.ft.ack_limit {
+        Some(l) if seq_lt(l, tp.rcv_nxt) => l,
+        _ => tp.rcv_nxt,
+    };
     let mut recwin = recwin_raw;
     if recwin < hiwat / 4 && recwin < tp.t_maxseg {
         recwin = 0;
     }
-    if seq_gt(tp.rcv_adv, tp.rcv_nxt) && recwin < (tp.rcv_adv - tp.rcv_nxt) {
-        recwin = tp.rcv_adv - tp.rcv_nxt;
+    let mut right = tp.rcv_nxt + recwin;
+    if let Some(e) = tp.ft.edge_limit {
+        if seq_lt(e, right) {
+            right = e;
+        }
     }
-    recwin = recwin.min(TCP_MAXWIN << tp.rcv_scale);
+    if seq_gt(tp.rcv_adv, right) {
+        right = tp.rcv_adv;
+    }
+    let recwin = if seq_gt(right, ack_point) {
+        (right - ack_point).min(TCP_MAXWIN << tp.rcv_scale)
+    } else {
+        0
+    };
     let th_win = if flags.contains(TcpFlags::SYN) {
         recwin.min(TCP_MAXWIN) as u16
     } else {
@@ -513,7 +525,7 @@ pub fn tcp_output(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>, buf: &mut [u8]) -> 
 
     // ---- build ----
     let th_ack = if flags.contains(TcpFlags::ACK) {
-        tp.rcv_nxt.0
+        ack_point.0
     } else {
         0
     };
@@ -608,10 +620,10 @@ pub fn tcp_output(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>, buf: &mut [u8]) -> 
         }
     }
 
-    if recwin > 0 && seq_gt(tp.rcv_nxt + recwin, tp.rcv_adv) {
-        tp.rcv_adv = tp.rcv_nxt + recwin;
+    if recwin > 0 && seq_gt(ack_point + recwin, tp.rcv_adv) {
+        tp.rcv_adv = ack_point + recwin;
     }
-    tp.last_ack_sent = tp.rcv_nxt;
+    tp.last_ack_sent = ack_point;
     tp.t_flags &= !(tf::ACKNOW | tf::DELACK);
     tp.t_timers.stop(TimerKind::Delack);
     // A persist probe is one segment; the flag is the timer's, not the connection's.

@@ -37,6 +37,8 @@ counters!(
         tw_recycles, tw_resets, finwait2_drops, rcvmemdrop, noport, nopcbmem,
         /// Replies lost because the reply queue was full (not in FreeBSD).
         sndreplydrop,
+        /// Segments generated and suppressed by a silent (backup) port (HydraNet-FT).
+        sndmuted,
     }
 );
 

@@ -94,6 +94,8 @@ pub fn newtcpcb(cfg: &TcpSysctl) -> TcpCb {
         t_challenge_ack_cnt: 0,
         snd_limited: 0,
         t_out_override: None,
+        t_rcvdupsegs: 0,
+        ft: crate::netinet::tcp_var::FtPoints::default(),
         sackblks: SackReport::default(),
         snd_holes: SackScoreboard::default(),
         reass: ReassQueue::default(),
@@ -147,6 +149,26 @@ impl IsnSecret {
         Seq(self
             .hash(0, laddr, lport, faddr, fport)
             .wrapping_add((now_us >> 2) as u32))
+    }
+
+    /// An ISS that depends only on the key, the connection and the peer's ISN: replicas that
+    /// share the key compute the same value. The peer's ISN stands in for RFC 6528's clock
+    /// term, so a new incarnation of the 4-tuple still gets a fresh ISS.
+    pub fn isn_stable(
+        &self,
+        laddr: Ipv4Addr,
+        lport: u16,
+        faddr: Ipv4Addr,
+        fport: u16,
+        irs: Seq,
+    ) -> Seq {
+        let mut h = SipHasher24::new_with_keys(self.key0 ^ 0x6873_7461_626c_6521, self.key1);
+        h.write(&laddr.octets());
+        h.write_u16(lport);
+        h.write(&faddr.octets());
+        h.write_u16(fport);
+        h.write_u32(irs.0);
+        Seq(h.finish() as u32)
     }
 
     /// `tcp_new_ts_offset`: a per-4-tuple random offset so TSvals leak no host uptime.

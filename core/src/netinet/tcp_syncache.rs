@@ -100,6 +100,7 @@ pub struct CookieInfo {
 /// bits 31..9 MAC, bit 8 SACK, bit 7 epoch parity, bits 6..4 MSS index, bits 3..0 the peer's
 /// window shift plus one (0: none). The MAC covers the 4-tuple, the peer's ISN, the epoch and
 /// the low nine bits, so none of them can be altered.
+#[allow(clippy::too_many_arguments)]
 pub fn syncookie_generate(
     secret: &IsnSecret,
     now: Instant,
@@ -119,6 +120,7 @@ pub fn syncookie_generate(
 }
 
 /// Checks the cookie an ACK returns (`th_ack - 1`), for the epoch it names.
+#[allow(clippy::too_many_arguments)]
 pub fn syncookie_validate(
     secret: &IsnSecret,
     now: Instant,

@@ -246,8 +246,8 @@ impl<'a> Stack<'a> {
                 && (s.inp.laddr == addr
                     || s.inp.laddr == Ipv4Addr::UNSPECIFIED
                     || addr == Ipv4Addr::UNSPECIFIED)
-                && !(s.so_options & so::REUSEADDR != 0 && s.tp.t_state == TcpState::TimeWait)
-                && !(s.so_options & so::REUSEPORT != 0)
+                && (s.so_options & so::REUSEADDR == 0 || s.tp.t_state != TcpState::TimeWait)
+                && s.so_options & so::REUSEPORT == 0
         })
     }
 
@@ -456,11 +456,7 @@ impl<'a> Stack<'a> {
             return Err(e);
         }
         if s.so_state & (ss::ISCONNECTED | ss::ISCONNECTING) == 0 {
-            return Err(if s.is_listening() {
-                Errno::ENOTCONN
-            } else {
-                Errno::ENOTCONN
-            });
+            return Err(Errno::ENOTCONN);
         }
         if data.is_empty() {
             return Ok(0);
@@ -468,6 +464,9 @@ impl<'a> Stack<'a> {
         let n = s.so_snd.append(data);
         if n == 0 {
             return Err(Errno::EWOULDBLOCK);
+        }
+        if s.tp.ft.ack_ahead.is_some() {
+            crate::netinet::tcp_input::ft_apply_ack_ahead(s);
         }
         if s.tp.t_state.have_established() || s.tp.t_state == TcpState::SynReceived {
             s.output_wanted = true;
@@ -484,6 +483,9 @@ impl<'a> Stack<'a> {
         flags: u32,
     ) -> Result<usize, Errno> {
         let s = self.sock_mut(h)?;
+        if s.tp.ft.read_limit.is_some() {
+            return ft_recv(s, buf, flags);
+        }
         if s.is_listening() {
             return Err(Errno::ENOTCONN);
         }
@@ -806,6 +808,55 @@ impl<'a> Stack<'a> {
     pub fn send_queue(&self, h: SocketHandle) -> Result<usize, Errno> {
         Ok(self.sock(h)?.so_snd.len())
     }
+}
+
+/// `recv` on a socket whose readable data is bounded by the group's delivery order.
+fn ft_recv(s: &mut Socket<'_>, buf: &mut [u8], flags: u32) -> Result<usize, Errno> {
+    let limit = s.tp.ft.read_limit.unwrap_or(s.tp.rcv_nxt);
+    let head = s.tp.ft.rcv_read;
+    let fin_seen = s.tp.t_state.have_rcvd_fin();
+    // Sequence space of the FIN (if any) sits just after the data.
+    let data_end = if fin_seen {
+        s.tp.rcv_nxt - 1
+    } else {
+        s.tp.rcv_nxt
+    };
+    let allowed_end = if crate::netinet::tcp_seq::seq_lt(limit, data_end) {
+        limit
+    } else {
+        data_end
+    };
+    let avail = if crate::netinet::tcp_seq::seq_gt(allowed_end, head) {
+        ((allowed_end - head) as usize).min(s.so_rcv.len())
+    } else {
+        0
+    };
+    if avail == 0 {
+        if let Some(e) = s.so_error.take() {
+            return Err(e);
+        }
+        // End of stream once the FIN itself was delivered in the group's order.
+        if fin_seen && crate::netinet::tcp_seq::seq_geq(limit, s.tp.rcv_nxt) && s.so_rcv.is_empty()
+        {
+            return Ok(0);
+        }
+        if s.so_rcv_cantrcvmore && !fin_seen {
+            return Ok(0);
+        }
+        return Err(Errno::EWOULDBLOCK);
+    }
+    let want = buf.len().min(avail);
+    let n = if flags & msg::PEEK != 0 {
+        s.so_rcv.peek(0, &mut buf[..want])
+    } else {
+        let n = s.so_rcv.read(&mut buf[..want]);
+        s.tp.ft.rcv_read += n as u32;
+        if s.tp.t_state.have_established() {
+            s.output_wanted = true;
+        }
+        n
+    };
+    Ok(n)
 }
 
 fn set_bit(bits: &mut u16, b: u16, on: bool) {

@@ -65,6 +65,29 @@ pub mod tof {
 pub const TCP_MAXWIN: u32 = 65535;
 pub const TCP_MAX_WINSHIFT: u8 = 14;
 
+/// The explicit points through which the HydraNet-FT layer steers a connection. TCP reads
+/// them in a handful of places and otherwise knows nothing of replication.
+///
+/// deviation: FreeBSD has no such fields; they are the hooks DESIGN.md section 4 asks for.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FtPoints {
+    /// The highest acknowledgement this connection may send (the group's atomic point).
+    pub ack_limit: Option<Seq>,
+    /// The highest right window edge it may advertise (the smallest edge of the group).
+    pub edge_limit: Option<Seq>,
+    /// Output is generated (state advances as if sent) but never leaves the host.
+    pub muted: bool,
+    /// Follow the peer's echo of another replica's timestamp clock (backups).
+    pub follow_ts: bool,
+    /// The client acknowledged bytes beyond what this (backup) service has produced yet.
+    pub ack_ahead: Option<Seq>,
+    /// Data is readable by the application only below this sequence number (the order the
+    /// group agreed on); `None`: everything received is readable.
+    pub read_limit: Option<Seq>,
+    /// Sequence number of the next byte the application reads.
+    pub rcv_read: Seq,
+}
+
 /// FreeBSD sets `snd_cwnd` (and sometimes `snd_nxt`) around a direct `tcp_output` call during
 /// fast retransmit, partial ACKs and limited transmit, then restores them.
 ///
@@ -156,6 +179,10 @@ pub struct TcpCb {
     pub snd_limited: u32,
     /// A congestion window for the next `tcp_output` run only, and what to restore after it.
     pub t_out_override: Option<OutOverride>,
+    /// Segments received that lay wholly or partly below `rcv_nxt` (per-connection
+    /// `tcps_rcvduppack` + `tcps_rcvpartduppack`): a peer retransmitting.
+    pub t_rcvdupsegs: u32,
+    pub ft: FtPoints,
 
     pub sackblks: SackReport,
     pub snd_holes: SackScoreboard,

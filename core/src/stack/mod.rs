@@ -73,7 +73,14 @@ pub struct Stack<'a> {
     pub(crate) next_qorder: u32,
     pub(crate) now: Instant,
     rr: usize,
+    /// Ports that never send anything (a backup replica's): HydraNet-FT's output switch.
+    silent_ports: heapless::Vec<(Ipv4Addr, u16), MAX_PORT_HOOKS>,
+    /// Ports whose ISS and timestamp offset come from a key shared by a replica group.
+    port_isn: heapless::Vec<(Ipv4Addr, u16, IsnSecret), MAX_PORT_HOOKS>,
 }
+
+/// How many ports can carry a silence switch or a group ISS key.
+pub const MAX_PORT_HOOKS: usize = 16;
 
 impl<'a> Stack<'a> {
     /// A stack over caller-provided socket slots (each with its own buffer storage).
@@ -100,6 +107,8 @@ impl<'a> Stack<'a> {
             next_qorder: 0,
             now: Instant::ZERO,
             rr: 0,
+            silent_ports: heapless::Vec::new(),
+            port_isn: heapless::Vec::new(),
         }
     }
 
@@ -379,10 +388,17 @@ impl<'a> Stack<'a> {
         } else {
             0
         };
-        let ts_offset = self
-            .secret
-            .ts_offset(seg.dst, seg.dport, seg.src, seg.sport);
-        let iss = if self.sysctl.syncookies {
+        let group_key = self.port_isn_key(seg.dst, seg.dport).cloned();
+        let ts_offset = match &group_key {
+            Some(k) => k.ts_offset(seg.dst, seg.dport, seg.src, seg.sport),
+            None => self
+                .secret
+                .ts_offset(seg.dst, seg.dport, seg.src, seg.sport),
+        };
+        let iss = if let Some(k) = &group_key {
+            // Every replica of the port computes the same ISS from the same SYN.
+            k.isn_stable(seg.dst, seg.dport, seg.src, seg.sport, seg.th_seq)
+        } else if self.sysctl.syncookies {
             syncookie_generate(
                 &self.secret,
                 now,
@@ -426,7 +442,7 @@ impl<'a> Stack<'a> {
             age: 0,
         };
         let r = self.synack_reply(&entry, now);
-        if !(self.sysctl.syncookies && self.sysctl.syncookies_only) {
+        if group_key.is_some() || !(self.sysctl.syncookies && self.sysctl.syncookies_only) {
             if self.syncache.insert(entry) {
                 self.tcpstat.sc_bucketoverflow += 1;
             }
@@ -537,7 +553,8 @@ impl<'a> Stack<'a> {
                 self.syncache.remove(i)
             }
             None => {
-                if !self.sysctl.syncookies {
+                // deviation: ports whose ISS is keyed for a replica group use no cookies.
+                if !self.sysctl.syncookies || self.port_isn_key(seg.dst, seg.dport).is_some() {
                     return Expand::Reset;
                 }
                 let irs = seg.th_seq - 1;
@@ -827,10 +844,25 @@ impl<'a> Stack<'a> {
     /// Call until it returns `None` after every `handle_*` and socket call.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         self.now = now;
+        // Suppressed output (silent ports) loops here instead of returning a packet.
+        loop {
+            match self.poll_transmit_once(now, buf) {
+                Poll::Packet(n) => return Some(n),
+                Poll::Again => continue,
+                Poll::Idle => return None,
+            }
+        }
+    }
+
+    fn poll_transmit_once(&mut self, now: Instant, buf: &mut [u8]) -> Poll {
         while let Some(r) = self.replies.pop_front() {
+            if self.is_silent(r.src, r.sport) {
+                self.tcpstat.sndmuted += 1;
+                continue;
+            }
             if let Some(n) = emit_reply(&r, self.mtu, buf) {
                 self.tcpstat.sndtotal += 1;
-                return Some(n);
+                return Poll::Packet(n);
             }
             self.tcpstat.sndreplydrop += 1;
         }
@@ -843,28 +875,32 @@ impl<'a> Stack<'a> {
             let (mut ctx, socks) = self.ctx_parts(now);
             match tcp_output(&mut socks[i], &mut ctx, buf) {
                 Output::Sent { len, more } => {
+                    let so = &self.sockets[i];
+                    if so.tp.ft.muted || self.is_silent(so.inp.laddr, so.inp.lport) {
+                        // Generated (the connection's state moved as if it was sent), then
+                        // suppressed: a backup keeps its output to itself.
+                        self.tcpstat.sndmuted += 1;
+                        self.sockets[i].output_wanted = true;
+                        return Poll::Again;
+                    }
                     if !more {
                         // Run once more: FreeBSD's loop re-evaluates after each segment.
                         self.sockets[i].output_wanted = true;
                     }
                     self.rr = i;
-                    // Replies tcp_output queued (none today) go out next call.
-                    return Some(len);
+                    return Poll::Packet(len);
                 }
                 Output::Nothing => {
                     self.sockets[i].output_wanted = false;
                     self.reap(i);
                     // A reply (e.g. a RST from a drop) may have been queued.
-                    if let Some(r) = self.replies.pop_front() {
-                        if let Some(n) = emit_reply(&r, self.mtu, buf) {
-                            self.tcpstat.sndtotal += 1;
-                            return Some(n);
-                        }
+                    if !self.replies.is_empty() {
+                        return Poll::Again;
                     }
                 }
             }
         }
-        None
+        Poll::Idle
     }
 
     /// The next socket with readiness to report.
@@ -965,12 +1001,107 @@ impl Stack<'_> {
     }
 }
 
+impl Stack<'_> {
+    /// HydraNet-FT's output switch: nothing is ever transmitted from `addr:port` while set
+    /// (connections still run, their segments are generated and dropped).
+    pub fn set_port_silent(
+        &mut self,
+        addr: Ipv4Addr,
+        port: u16,
+        silent: bool,
+    ) -> Result<(), crate::Errno> {
+        self.silent_ports.retain(|p| *p != (addr, port));
+        if silent {
+            self.silent_ports
+                .push((addr, port))
+                .map_err(|_| crate::Errno::ENOSPC)?;
+        }
+        Ok(())
+    }
+    pub fn is_silent(&self, addr: Ipv4Addr, port: u16) -> bool {
+        self.silent_ports.contains(&(addr, port))
+    }
+    /// HydraNet-FT's ISS adoption: connections accepted on `addr:port` take their ISS and
+    /// timestamp offset from `key`, so every replica sharing the key agrees on them.
+    pub fn set_port_isn_key(
+        &mut self,
+        addr: Ipv4Addr,
+        port: u16,
+        key: Option<[u8; 16]>,
+    ) -> Result<(), crate::Errno> {
+        self.port_isn.retain(|p| (p.0, p.1) != (addr, port));
+        if let Some(k) = key {
+            self.port_isn
+                .push((addr, port, IsnSecret::new(k)))
+                .map_err(|_| crate::Errno::ENOSPC)?;
+        }
+        Ok(())
+    }
+    fn port_isn_key(&self, addr: Ipv4Addr, port: u16) -> Option<&IsnSecret> {
+        self.port_isn
+            .iter()
+            .find(|p| p.0 == addr && p.1 == port)
+            .map(|p| &p.2)
+    }
+
+    /// HydraNet-FT's takeover entry: the connection in slot `idx` starts speaking for the
+    /// group. It acknowledges at once, retransmits from `snd_una`, restarts congestion
+    /// control, and moves its timestamp clock forward by `ts_bump_ms` so TSval never goes
+    /// backwards for the peer.
+    pub(crate) fn tcp_takeover(&mut self, idx: usize, now: Instant, ts_bump_ms: u32) {
+        let cfg = self.sysctl.clone();
+        let so = &mut self.sockets[idx];
+        let tp = &mut so.tp;
+        tp.ft.muted = false;
+        tp.ft.follow_ts = false;
+        tp.ft.ack_ahead = None;
+        tp.ts_offset = tp.ts_offset.wrapping_add(ts_bump_ms);
+        if tp.t_state.have_established() {
+            tp.snd_nxt = tp.snd_una;
+            tp.t_rxtshift = 0;
+            tp.t_dupacks = 0;
+            tp.t_rtttime = None;
+            tp.snd_holes.clear();
+            tp.cc_flags = Default::default();
+            tp.t_out_override = None;
+            tp.snd_ssthresh =
+                crate::netinet::tcp_var::TCP_MAXWIN << crate::netinet::tcp_var::TCP_MAX_WINSHIFT;
+            tp.snd_cwnd = 0;
+            crate::netinet::tcp_cc::cc_conn_init(tp, &cfg, now.ticks());
+            tp.t_timers.stop(TimerKind::Rexmt);
+            tp.t_timers.stop(TimerKind::Persist);
+        }
+        tp.t_flags |= tf::ACKNOW;
+        so.output_wanted = true;
+    }
+}
+
 fn queue_syn_reply(stack: &mut Stack<'_>, r: Reply) {
     stack.queue(r);
+}
+
+enum Poll {
+    Packet(usize),
+    Again,
+    Idle,
 }
 
 enum Expand {
     Socket(usize),
     Reset,
     Dropped,
+}
+
+impl Stack<'_> {
+    /// Whether a connection or a half-open (syncache) entry exists for the 4-tuple.
+    pub fn has_pending_or_conn(
+        &self,
+        laddr: Ipv4Addr,
+        lport: u16,
+        faddr: Ipv4Addr,
+        fport: u16,
+    ) -> bool {
+        self.lookup_conn(laddr, lport, faddr, fport).is_some()
+            || self.syncache.find(laddr, lport, faddr, fport).is_some()
+    }
 }

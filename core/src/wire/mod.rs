@@ -5,8 +5,10 @@
 //! rather than truncating.
 
 pub mod checksum;
+pub mod ipip;
 pub mod ipv4;
 pub mod tcp;
+pub mod udp;
 
 use core::fmt;
 

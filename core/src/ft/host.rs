@@ -1,0 +1,1187 @@
+//! A HydraNet-FT host server: the TCP stack plus the fault-tolerance layer beside it.
+//!
+//! The layer owns the virtual hosts, the fault-tolerant ports and their replica groups, one
+//! acknowledgement channel per group, and the failure detector. It steers TCP only through
+//! the explicit points TCP exposes (`FtPoints` on a connection, silent ports, group ISS keys
+//! and the takeover entry), so `tcp_input`/`tcp_output` read like FreeBSD's.
+//!
+//! Per connection, the primary acknowledges client bytes only once every live replica of the
+//! group holds them (ack = the smallest `rcv_nxt` reported, window no wider than the smallest
+//! edge), and only then makes them readable, announcing each step on the channel (DELIVER) so
+//! that backups make the same bytes readable in the same order across connections.
+
+use core::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::ft::ackchan::{AckChanConfig, AckChannel, GroupKey, Received, MAX_PAYLOAD};
+use crate::ft::msg::{ConnKey, FtMsg, MSG_LEN};
+use crate::ft::params::{DetectorParams, PortMode};
+use crate::netinet::tcp_fsm::TcpState;
+use crate::netinet::tcp_seq::{seq_geq, seq_gt, seq_lt, Seq};
+use crate::stack::{SocketHandle, Stack};
+use crate::time::{Duration, Instant};
+use crate::wire::{ipip, ipv4, udp};
+use crate::Errno;
+
+/// UDP port of the acknowledgement channel on host servers.
+pub const ACKCHAN_PORT: u16 = 7407;
+/// Virtual hosts a host server can serve.
+pub const MAX_VHOSTS: usize = 8;
+/// Replica groups (one per fault-tolerant port) a host server can join.
+pub const MAX_GROUPS: usize = 4;
+/// Replicas in one group, the local one included.
+pub const MAX_REPLICAS: usize = 8;
+/// Replicated connections per group.
+pub const MAX_FT_CONNS: usize = 64;
+/// Redirectors whose tunnelled packets are accepted.
+pub const MAX_REDIRECTORS: usize = 4;
+/// Deliveries waiting for the service.
+pub const MAX_DELIVERIES: usize = 256;
+/// Client retransmissions remembered for the detector.
+const DUP_HISTORY: usize = 32;
+/// How far a new primary moves its timestamp clock forward beyond the last value it saw
+/// echoed, so the client's PAWS check never sees TSval go backwards.
+pub const TAKEOVER_TS_BUMP_MS: u32 = 1000;
+
+/// A member of a replica group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Member {
+    /// 0 is the first primary; on failure the lowest live rank takes over.
+    pub rank: u8,
+    /// The host server's own (non-virtual) address, where its ack channel listens.
+    pub addr: Ipv4Addr,
+}
+
+/// What a host knows about a replica group (`ft_group`, beside `setportopt`).
+#[derive(Clone, Debug)]
+pub struct GroupConfig<'c> {
+    pub group_id: u32,
+    /// This host's rank.
+    pub local_rank: u8,
+    /// Every member, this host included.
+    pub members: &'c [Member],
+    /// The key every member shares: it authenticates the channel and keys the ISS.
+    pub key: GroupKey,
+    /// Distinguishes this boot of the host from earlier ones (replay protection).
+    pub incarnation: u32,
+}
+
+/// The current role of this host for a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Role {
+    Primary,
+    Backup,
+}
+
+/// Data of a replicated connection that became readable, in the group's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Delivery {
+    pub handle: SocketHandle,
+    pub upto: Seq,
+}
+
+/// Counters of the FT layer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct FtStats {
+    pub tunneled_in: u64,
+    pub tunnel_from_stranger: u64,
+    pub tunnel_malformed: u64,
+    pub chan_in: u64,
+    pub chan_malformed: u64,
+    pub chan_msgs_bad: u64,
+    pub progress_sent: u64,
+    pub progress_rcvd: u64,
+    pub deliver_sent: u64,
+    pub deliver_rcvd: u64,
+    pub missing_sent: u64,
+    pub missing_rcvd: u64,
+    pub takeovers: u64,
+    pub step_downs: u64,
+    pub backups_dropped: u64,
+    pub chan_queue_full: u64,
+    pub deliveries_lost: u64,
+    pub conns_tracked: u64,
+    pub conns_table_full: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Peer {
+    rank: u8,
+    addr: Ipv4Addr,
+    last_heard: Option<Instant>,
+    /// Declared dead by the detector (cleared when it is heard from again).
+    dead: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct FtConn {
+    key: ConnKey,
+    idx: usize,
+    gen: u16,
+    irs: Seq,
+    /// Bit `rank`: the backups whose copy the primary waits for.
+    quorum: u16,
+    /// Per rank: the (rcv_nxt, edge) last reported.
+    progress: [Option<(Seq, Seq)>; MAX_REPLICAS],
+    /// Readable (and atomically held) below this.
+    delivered: Seq,
+    /// Backup: last (rcv_nxt, edge) reported to the primary.
+    reported: Option<(Seq, Seq)>,
+    last_dupsegs: u32,
+}
+
+struct Group {
+    vip: Ipv4Addr,
+    port: u16,
+    /// Carried for status output; the channel authenticates it on every frame.
+    #[allow(dead_code)]
+    group_id: u32,
+    local_rank: u8,
+    mode: PortMode,
+    params: DetectorParams,
+    role: Role,
+    epoch: u32,
+    primary_rank: u8,
+    peers: heapless::Vec<Peer, MAX_REPLICAS>,
+    chan: AckChannel,
+    conns: heapless::Vec<FtConn, MAX_FT_CONNS>,
+    next_heartbeat: Instant,
+    dup_history: heapless::Deque<Instant, DUP_HISTORY>,
+    /// DELIVER and MISSING messages waiting to be batched, per destination rank, in the order
+    /// they were made (the delivery order backups must follow). PROGRESS is not queued: it is
+    /// cumulative, so the latest value is encoded when a batch leaves.
+    outbox: [heapless::Vec<u8, MAX_PAYLOAD>; MAX_REPLICAS],
+    configured: bool,
+    started: Instant,
+}
+
+/// Groups hold their ack channel's buffers; with an allocator they live on the heap so a
+/// `Host` stays small enough to move, without one the caller places the `Host` statically.
+#[cfg(feature = "alloc")]
+type GroupTable = alloc::vec::Vec<Group>;
+#[cfg(not(feature = "alloc"))]
+type GroupTable = heapless::Vec<Group, MAX_GROUPS>;
+
+/// A host server: a [`Stack`] and the HydraNet-FT layer.
+pub struct Host<'a> {
+    pub stack: Stack<'a>,
+    /// This host's own address (ack channel, tunnel endpoint).
+    pub addr: Ipv4Addr,
+    vhosts: heapless::Vec<Ipv4Addr, MAX_VHOSTS>,
+    redirectors: heapless::Vec<Ipv4Addr, MAX_REDIRECTORS>,
+    groups: GroupTable,
+    deliveries: heapless::Deque<Delivery, MAX_DELIVERIES>,
+    pub stats: FtStats,
+    now: Instant,
+}
+
+impl<'a> Host<'a> {
+    /// A host server whose own address is `addr` (added to the stack).
+    pub fn new(mut stack: Stack<'a>, addr: Ipv4Addr) -> Result<Self, Errno> {
+        stack.add_address(addr)?;
+        Ok(Host {
+            stack,
+            addr,
+            vhosts: heapless::Vec::new(),
+            redirectors: heapless::Vec::new(),
+            groups: GroupTable::new(),
+            deliveries: heapless::Deque::new(),
+            stats: FtStats::default(),
+            now: Instant::ZERO,
+        })
+    }
+
+    /// `v_host(ip)`: serve `ip` (an origin server's address) on this host. Sockets bound to it
+    /// belong to the virtual host and replies carry it as source.
+    /// Errors: `EINVAL` for an unspecified, broadcast or multicast address or this host's own;
+    /// `EEXIST` if already served; `ENOSPC` when the table is full.
+    pub fn v_host(&mut self, ip: Ipv4Addr) -> Result<(), Errno> {
+        if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip == self.addr {
+            return Err(Errno::EINVAL);
+        }
+        if self.vhosts.contains(&ip) {
+            return Err(Errno::EEXIST);
+        }
+        self.vhosts.push(ip).map_err(|_| Errno::ENOSPC)?;
+        if let Err(e) = self.stack.add_address(ip) {
+            self.vhosts.pop();
+            return Err(e);
+        }
+        // Client segments reach this host inside IP-in-IP: leave room for the outer header.
+        self.stack.set_encap_overhead(ipip::IPIP_OVERHEAD as u32);
+        Ok(())
+    }
+
+    pub fn vhosts(&self) -> &[Ipv4Addr] {
+        &self.vhosts
+    }
+
+    /// Accept tunnelled client packets from `addr` (a redirector). `ENOSPC` when full.
+    pub fn add_redirector(&mut self, addr: Ipv4Addr) -> Result<(), Errno> {
+        if self.redirectors.contains(&addr) {
+            return Ok(());
+        }
+        self.redirectors.push(addr).map_err(|_| Errno::ENOSPC)
+    }
+
+    /// Replica-group membership for the fault-tolerant port `vip:port`.
+    /// Errors: `EADDRNOTAVAIL` when `vip` is not a virtual host here; `EINVAL` for a port of 0,
+    /// a rank missing from `members`, duplicate ranks or more than [`MAX_REPLICAS`] members;
+    /// `EEXIST` when the port already has a group; `ENOSPC` when the group table is full.
+    pub fn ft_group(
+        &mut self,
+        vip: Ipv4Addr,
+        port: u16,
+        cfg: &GroupConfig<'_>,
+    ) -> Result<(), Errno> {
+        if !self.vhosts.contains(&vip) {
+            return Err(Errno::EADDRNOTAVAIL);
+        }
+        if port == 0 || cfg.members.len() > MAX_REPLICAS || cfg.members.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        for (i, m) in cfg.members.iter().enumerate() {
+            if m.rank as usize >= MAX_REPLICAS || cfg.members[..i].iter().any(|o| o.rank == m.rank)
+            {
+                return Err(Errno::EINVAL);
+            }
+        }
+        if !cfg.members.iter().any(|m| m.rank == cfg.local_rank) {
+            return Err(Errno::EINVAL);
+        }
+        if self.groups.iter().any(|g| g.vip == vip && g.port == port) {
+            return Err(Errno::EEXIST);
+        }
+        if self.groups.len() >= MAX_GROUPS {
+            return Err(Errno::ENOSPC);
+        }
+        let mut chan = AckChannel::new(
+            cfg.local_rank,
+            cfg.group_id,
+            cfg.key,
+            cfg.incarnation,
+            AckChanConfig::default(),
+        );
+        let mut peers = heapless::Vec::new();
+        for m in cfg.members.iter().filter(|m| m.rank != cfg.local_rank) {
+            chan.add_peer(m.rank).map_err(|_| Errno::ENOSPC)?;
+            let _ = peers.push(Peer {
+                rank: m.rank,
+                addr: m.addr,
+                last_heard: None,
+                dead: false,
+            });
+        }
+        let mut isn_key = [0u8; 16];
+        isn_key.copy_from_slice(&cfg.key[16..]);
+        self.stack.set_port_isn_key(vip, port, Some(isn_key))?;
+        let primary_rank = cfg.members.iter().map(|m| m.rank).min().unwrap_or(0);
+        #[allow(clippy::let_unit_value)]
+        let _ = self.groups.push(Group {
+            vip,
+            port,
+            group_id: cfg.group_id,
+            local_rank: cfg.local_rank,
+            mode: PortMode::Normal,
+            params: DetectorParams::default(),
+            role: if cfg.local_rank == primary_rank {
+                Role::Primary
+            } else {
+                Role::Backup
+            },
+            epoch: 0,
+            primary_rank,
+            peers,
+            chan,
+            conns: heapless::Vec::new(),
+            next_heartbeat: self.now,
+            dup_history: heapless::Deque::new(),
+            outbox: Default::default(),
+            configured: false,
+            started: self.now,
+        });
+        Ok(())
+    }
+
+    /// `setportopt(port, mode, detector_parameters)` on virtual host `vip`.
+    /// Errors: `EADDRNOTAVAIL` (not a virtual host), `EINVAL` (bad parameters, port 0, a
+    /// Primary mode on a host whose rank is not the group's lowest or Backup on the lowest),
+    /// `ENOENT` (a fault-tolerant mode without `ft_group` first).
+    pub fn setportopt(
+        &mut self,
+        vip: Ipv4Addr,
+        port: u16,
+        mode: PortMode,
+        params: DetectorParams,
+    ) -> Result<(), Errno> {
+        if !self.vhosts.contains(&vip) {
+            return Err(Errno::EADDRNOTAVAIL);
+        }
+        if port == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let gi = self
+            .groups
+            .iter()
+            .position(|g| g.vip == vip && g.port == port);
+        if mode == PortMode::Normal {
+            if let Some(i) = gi {
+                self.groups.swap_remove(i);
+            }
+            self.stack.set_port_silent(vip, port, false)?;
+            self.stack.set_port_isn_key(vip, port, None)?;
+            return Ok(());
+        }
+        params.validate()?;
+        let Some(i) = gi else {
+            return Err(Errno::ENOENT);
+        };
+        let g = &mut self.groups[i];
+        let lowest = g.local_rank <= g.peers.iter().map(|p| p.rank).min().unwrap_or(u8::MAX);
+        match mode {
+            PortMode::Primary if !lowest => return Err(Errno::EINVAL),
+            PortMode::Backup if lowest => return Err(Errno::EINVAL),
+            _ => {}
+        }
+        g.mode = mode;
+        g.params = params;
+        g.configured = true;
+        g.started = self.now;
+        g.role = if mode == PortMode::Primary {
+            Role::Primary
+        } else {
+            Role::Backup
+        };
+        let silent = g.role == Role::Backup;
+        self.stack.set_port_silent(vip, port, silent)
+    }
+
+    /// The role this host currently plays for `vip:port`.
+    pub fn role(&self, vip: Ipv4Addr, port: u16) -> Option<Role> {
+        self.groups
+            .iter()
+            .find(|g| g.vip == vip && g.port == port)
+            .map(|g| g.role)
+    }
+    /// The group's view number as this host sees it.
+    pub fn epoch(&self, vip: Ipv4Addr, port: u16) -> Option<u32> {
+        self.groups
+            .iter()
+            .find(|g| g.vip == vip && g.port == port)
+            .map(|g| g.epoch)
+    }
+    /// Ack-channel counters of the group of `vip:port`.
+    pub fn chan_stats(
+        &self,
+        vip: Ipv4Addr,
+        port: u16,
+    ) -> Option<&crate::ft::ackchan::AckChanStats> {
+        self.groups
+            .iter()
+            .find(|g| g.vip == vip && g.port == port)
+            .map(|g| g.chan.stats())
+    }
+
+    /// Reads the client bytes a [`Delivery`] made readable, and no more: replicas that read
+    /// delivery by delivery see identical chunks. `Ok(0)` is end of stream.
+    pub fn recv_delivered(
+        &mut self,
+        now: Instant,
+        h: SocketHandle,
+        upto: Seq,
+        buf: &mut [u8],
+    ) -> Result<usize, Errno> {
+        let read = self.stack.sock(h)?.tp.ft.rcv_read;
+        let room = if seq_gt(upto, read) {
+            (upto - read) as usize
+        } else {
+            0
+        };
+        if room == 0 {
+            // Nothing of this delivery left: report end of stream only if it is there.
+            let mut probe = [0u8; 0];
+            return match self.stack.recv(now, h, &mut probe, 0) {
+                Ok(0)
+                    if self.stack.sock(h)?.tp.t_state.have_rcvd_fin()
+                        && self.stack.readiness(h)?.0 == 0
+                        && seq_geq(upto, self.stack.sock(h)?.tp.rcv_nxt) =>
+                {
+                    Ok(0)
+                }
+                _ => Err(Errno::EWOULDBLOCK),
+            };
+        }
+        let n = room.min(buf.len());
+        self.stack.recv(now, h, &mut buf[..n], 0)
+    }
+
+    /// The next delivery for the service, in the group's order.
+    pub fn poll_delivery(&mut self) -> Option<Delivery> {
+        self.deliveries.pop_front()
+    }
+
+    // ------------------------------------------------------------------ input
+
+    /// One IPv4 packet from the network.
+    pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.now = now;
+        let Ok((ip, payload)) = ipv4::Ipv4Header::parse(packet) else {
+            self.stack.handle_packet(now, packet);
+            return;
+        };
+        if ip.protocol == ipv4::PROTO_IPIP && ip.dst == self.addr {
+            if !self.redirectors.contains(&ip.src) {
+                self.stats.tunnel_from_stranger += 1;
+                return;
+            }
+            match ipip::decapsulate(packet) {
+                Ok((_, inner)) => {
+                    self.stats.tunneled_in += 1;
+                    self.tcp_packet(now, inner);
+                }
+                Err(_) => self.stats.tunnel_malformed += 1,
+            }
+            return;
+        }
+        if ip.protocol == ipv4::PROTO_UDP && ip.dst == self.addr {
+            if let Ok((h, data)) = udp::parse_datagram(payload, ip.src, ip.dst, true) {
+                if h.dst_port == ACKCHAN_PORT {
+                    self.chan_input(now, ip.src, data);
+                    return;
+                }
+            }
+        }
+        self.tcp_packet(now, packet);
+    }
+
+    fn tcp_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.stack.handle_packet(now, packet);
+        self.track_connections();
+        self.missing_check(packet);
+    }
+
+    /// A backup that sees client traffic for a connection it does not have tells the primary,
+    /// so the primary does not wait for it on that connection.
+    fn missing_check(&mut self, packet: &[u8]) {
+        let Ok((ip, payload)) = ipv4::Ipv4Header::parse(packet) else {
+            return;
+        };
+        if ip.protocol != ipv4::PROTO_TCP || payload.len() < 20 {
+            return;
+        }
+        let sport = u16::from_be_bytes([payload[0], payload[1]]);
+        let dport = u16::from_be_bytes([payload[2], payload[3]]);
+        let flags = payload[13];
+        if flags & 0x06 != 0 {
+            return; // SYN or RST
+        }
+        let Some(gi) = self
+            .groups
+            .iter()
+            .position(|g| g.vip == ip.dst && g.port == dport && g.configured)
+        else {
+            return;
+        };
+        let key = ConnKey {
+            addr: ip.src,
+            port: sport,
+        };
+        let g = &self.groups[gi];
+        if g.role != Role::Backup || g.conns.iter().any(|c| c.key == key) {
+            return;
+        }
+        if self.stack.has_pending_or_conn(ip.dst, dport, ip.src, sport) {
+            return;
+        }
+        let primary = g.primary_rank;
+        self.stats.missing_sent += 1;
+        queue_msg(
+            &mut self.groups[gi],
+            &mut self.stats,
+            primary,
+            FtMsg::Missing { conn: key },
+        );
+    }
+
+    fn chan_input(&mut self, now: Instant, from: Ipv4Addr, frame: &[u8]) {
+        self.stats.chan_in += 1;
+        let Some(gi) = self
+            .groups
+            .iter()
+            .position(|g| g.peers.iter().any(|p| p.addr == from))
+        else {
+            self.stats.chan_malformed += 1;
+            return;
+        };
+        // Several groups may share a peer host; try each that does until one authenticates.
+        let candidates: heapless::Vec<usize, MAX_GROUPS> = (0..self.groups.len())
+            .filter(|&i| self.groups[i].peers.iter().any(|p| p.addr == from))
+            .collect();
+        let _ = gi;
+        for i in candidates {
+            let mut msgs: heapless::Vec<FtMsg, { MAX_PAYLOAD / MSG_LEN }> = heapless::Vec::new();
+            let mut hb: Option<(u8, u32, u8)> = None;
+            let mut data_from: Option<(u8, u32)> = None;
+            {
+                let g = &mut self.groups[i];
+                match g.chan.handle_frame(now, frame) {
+                    Some(Received::Data {
+                        from,
+                        epoch,
+                        payload,
+                    }) => {
+                        data_from = Some((from, epoch));
+                        for m in FtMsg::decode_all(payload) {
+                            match m {
+                                Some(m) => {
+                                    let _ = msgs.push(m);
+                                }
+                                None => {
+                                    self.stats.chan_msgs_bad += 1;
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Some(Received::Heartbeat {
+                        from,
+                        epoch,
+                        payload,
+                    }) => {
+                        let flags = payload.get(1).copied().unwrap_or(0);
+                        hb = Some((from, epoch, flags));
+                    }
+                    None => {
+                        // Acks and dropped frames deliver nothing; if nothing at all was
+                        // accepted by this group, another group may own the frame.
+                        continue;
+                    }
+                }
+            }
+            if let Some((from, epoch, flags)) = hb {
+                self.heard(i, now, from, epoch, flags & 1 != 0);
+            }
+            if let Some((from, epoch)) = data_from {
+                self.heard(i, now, from, epoch, false);
+                for m in msgs {
+                    self.apply_msg(i, now, from, m);
+                }
+            }
+            self.after_chan(i, now);
+            return;
+        }
+    }
+
+    /// A peer is alive; a higher epoch from a primary changes the view.
+    fn heard(&mut self, gi: usize, now: Instant, from: u8, epoch: u32, claims_primary: bool) {
+        let g = &mut self.groups[gi];
+        if let Some(p) = g.peers.iter_mut().find(|p| p.rank == from) {
+            p.last_heard = Some(now);
+            p.dead = false;
+        }
+        if epoch > g.epoch
+            || (epoch == g.epoch
+                && claims_primary
+                && from != g.primary_rank
+                && g.role == Role::Backup)
+        {
+            if epoch > g.epoch {
+                g.epoch = epoch;
+                g.chan.set_epoch(epoch);
+            }
+            if claims_primary {
+                g.primary_rank = from;
+            }
+            if g.role == Role::Primary && from != g.local_rank && claims_primary {
+                self.step_down(gi);
+            } else {
+                // A new primary needs everyone's progress afresh.
+                for c in self.groups[gi].conns.iter_mut() {
+                    c.reported = None;
+                }
+            }
+        }
+    }
+
+    fn apply_msg(&mut self, gi: usize, now: Instant, from: u8, m: FtMsg) {
+        let _ = now;
+        match m {
+            FtMsg::Progress {
+                conn,
+                rcv_nxt,
+                edge,
+            } => {
+                self.stats.progress_rcvd += 1;
+                let g = &mut self.groups[gi];
+                if g.role != Role::Primary || from as usize >= MAX_REPLICAS {
+                    return;
+                }
+                if let Some(c) = g.conns.iter_mut().find(|c| c.key == conn) {
+                    let slot = &mut c.progress[from as usize];
+                    let newer = match slot {
+                        Some((r, _)) => seq_geq(rcv_nxt, *r),
+                        None => true,
+                    };
+                    if newer {
+                        *slot = Some((rcv_nxt, edge));
+                    }
+                }
+            }
+            FtMsg::Missing { conn } => {
+                self.stats.missing_rcvd += 1;
+                let g = &mut self.groups[gi];
+                if let Some(c) = g.conns.iter_mut().find(|c| c.key == conn) {
+                    c.quorum &= !(1u16 << from);
+                }
+            }
+            FtMsg::Deliver { conn, upto } => {
+                self.stats.deliver_rcvd += 1;
+                let g = &mut self.groups[gi];
+                if g.role != Role::Backup {
+                    return;
+                }
+                if let Some(ci) = g.conns.iter().position(|c| c.key == conn) {
+                    if seq_gt(upto, g.conns[ci].delivered) {
+                        g.conns[ci].delivered = upto;
+                        let (idx, gen) = (g.conns[ci].idx, g.conns[ci].gen);
+                        self.set_delivered(idx, gen, upto);
+                    }
+                }
+            }
+        }
+    }
+
+    fn set_delivered(&mut self, idx: usize, gen: u16, upto: Seq) {
+        let Some(so) = self.stack.sockets.get_mut(idx) else {
+            return;
+        };
+        if !so.in_use || so.generation != gen {
+            return;
+        }
+        so.tp.ft.read_limit = Some(upto);
+        so.sorwakeup();
+        let d = Delivery {
+            handle: SocketHandle::new(idx, gen),
+            upto,
+        };
+        if self.deliveries.push_back(d).is_err() {
+            self.stats.deliveries_lost += 1;
+        }
+    }
+
+    // ------------------------------------------------------------------ the layer's work
+
+    /// Finds the group's new connections and forgets closed ones.
+    fn track_connections(&mut self) {
+        for gi in 0..self.groups.len() {
+            let (vip, port, role) = {
+                let g = &self.groups[gi];
+                if !g.configured {
+                    continue;
+                }
+                (g.vip, g.port, g.role)
+            };
+            // Forget connections whose socket is gone.
+            let socks = &self.stack.sockets;
+            self.groups[gi].conns.retain(|c| {
+                socks.get(c.idx).is_some_and(|s| {
+                    s.in_use && s.generation == c.gen && s.tp.t_state != TcpState::Closed
+                })
+            });
+            let live_backups = self.live_backup_mask(gi);
+            for idx in 0..self.stack.sockets.len() {
+                let so = &self.stack.sockets[idx];
+                if !so.in_use
+                    || so.is_listening()
+                    || so.inp.laddr != vip
+                    || so.inp.lport != port
+                    || so.tp.t_state == TcpState::Closed
+                    || so.tp.t_state == TcpState::SynSent
+                {
+                    continue;
+                }
+                let gen = so.generation;
+                if self.groups[gi]
+                    .conns
+                    .iter()
+                    .any(|c| c.idx == idx && c.gen == gen)
+                {
+                    continue;
+                }
+                let key = ConnKey {
+                    addr: so.inp.faddr,
+                    port: so.inp.fport,
+                };
+                let irs1 = so.tp.irs + 1;
+                let conn = FtConn {
+                    key,
+                    idx,
+                    gen,
+                    irs: so.tp.irs,
+                    quorum: if role == Role::Primary {
+                        live_backups
+                    } else {
+                        0
+                    },
+                    progress: [None; MAX_REPLICAS],
+                    delivered: irs1,
+                    reported: None,
+                    last_dupsegs: so.tp.t_rcvdupsegs,
+                };
+                if self.groups[gi].conns.push(conn).is_err() {
+                    self.stats.conns_table_full += 1;
+                    continue;
+                }
+                self.stats.conns_tracked += 1;
+                let so = &mut self.stack.sockets[idx];
+                so.tp.ft.read_limit = Some(irs1);
+                so.tp.ft.rcv_read = irs1;
+                match role {
+                    Role::Primary => {
+                        so.tp.ft.muted = false;
+                        so.tp.ft.follow_ts = false;
+                        so.tp.ft.ack_limit = if live_backups != 0 { Some(irs1) } else { None };
+                    }
+                    Role::Backup => {
+                        so.tp.ft.muted = true;
+                        so.tp.ft.follow_ts = true;
+                        so.tp.ft.ack_limit = None;
+                        so.tp.ft.edge_limit = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn live_backup_mask(&self, gi: usize) -> u16 {
+        let g = &self.groups[gi];
+        g.peers
+            .iter()
+            .filter(|p| !p.dead)
+            .fold(0u16, |m, p| m | (1 << p.rank))
+    }
+
+    /// Primary: recompute each connection's ack limit and deliver what the group holds.
+    /// Backup: report progress.
+    fn update_connections(&mut self, gi: usize) {
+        let role = self.groups[gi].role;
+        let n = self.groups[gi].conns.len();
+        for ci in 0..n {
+            let c = self.groups[gi].conns[ci];
+            let Some(so) = self.stack.sockets.get(c.idx) else {
+                continue;
+            };
+            if !so.in_use || so.generation != c.gen {
+                continue;
+            }
+            let rcv_nxt = so.tp.rcv_nxt;
+            let edge = rcv_nxt + so.so_rcv.space() as u32;
+            match role {
+                Role::Backup => {}
+                Role::Primary => {
+                    let mut ack = rcv_nxt;
+                    let mut edge_min = edge;
+                    let mut limited = false;
+                    for r in 0..MAX_REPLICAS {
+                        if c.quorum & (1 << r) == 0 {
+                            continue;
+                        }
+                        limited = true;
+                        match c.progress[r] {
+                            Some((rn, e)) => {
+                                if seq_lt(rn, ack) {
+                                    ack = rn;
+                                }
+                                if seq_lt(e, edge_min) {
+                                    edge_min = e;
+                                }
+                            }
+                            None => {
+                                let base = c.irs + 1;
+                                if seq_lt(base, ack) {
+                                    ack = base;
+                                }
+                            }
+                        }
+                    }
+                    let so = &mut self.stack.sockets[c.idx];
+                    let old_limit = so.tp.ft.ack_limit;
+                    if limited {
+                        so.tp.ft.ack_limit = Some(ack);
+                        so.tp.ft.edge_limit = Some(edge_min);
+                    } else {
+                        so.tp.ft.ack_limit = None;
+                        so.tp.ft.edge_limit = None;
+                    }
+                    // The acknowledgement may move now: tell the client.
+                    let moved = match old_limit {
+                        Some(o) => seq_gt(ack, o),
+                        None => false,
+                    };
+                    if moved && seq_gt(ack, so.tp.last_ack_sent) {
+                        so.tp.t_flags |= crate::netinet::tcp_var::tf::ACKNOW;
+                        so.output_wanted = true;
+                    }
+                    // Deliver only when every live backup's batch has room: the order of
+                    // deliveries is the order of these messages, so none may be dropped.
+                    let g = &mut self.groups[gi];
+                    let room = g
+                        .peers
+                        .iter()
+                        .filter(|p| !p.dead)
+                        .all(|p| g.outbox[p.rank as usize].len() + MSG_LEN <= MAX_PAYLOAD);
+                    if seq_gt(ack, c.delivered) && room {
+                        g.conns[ci].delivered = ack;
+                        let ranks: heapless::Vec<u8, MAX_REPLICAS> =
+                            g.peers.iter().filter(|p| !p.dead).map(|p| p.rank).collect();
+                        for r in ranks {
+                            self.stats.deliver_sent += 1;
+                            queue_msg(
+                                &mut self.groups[gi],
+                                &mut self.stats,
+                                r,
+                                FtMsg::Deliver {
+                                    conn: c.key,
+                                    upto: ack,
+                                },
+                            );
+                        }
+                        self.set_delivered(c.idx, c.gen, ack);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Backup: client retransmissions seen since the last look feed the detector.
+    fn observe_retransmissions(&mut self, gi: usize, now: Instant) {
+        let n = self.groups[gi].conns.len();
+        for ci in 0..n {
+            let c = self.groups[gi].conns[ci];
+            let Some(so) = self.stack.sockets.get(c.idx) else {
+                continue;
+            };
+            let d = so.tp.t_rcvdupsegs.wrapping_sub(c.last_dupsegs);
+            self.groups[gi].conns[ci].last_dupsegs = so.tp.t_rcvdupsegs;
+            let g = &mut self.groups[gi];
+            for _ in 0..d.min(DUP_HISTORY as u32) {
+                if g.dup_history.is_full() {
+                    g.dup_history.pop_front();
+                }
+                let _ = g.dup_history.push_back(now);
+            }
+        }
+    }
+
+    /// The failure detector and takeover by rank.
+    fn detect(&mut self, gi: usize, now: Instant) {
+        let g = &mut self.groups[gi];
+        let p = g.params;
+        // Peers silent past the timeout are dead (heartbeats on).
+        if p.heartbeat_interval_ms > 0 {
+            for peer in g.peers.iter_mut() {
+                let silent = match peer.last_heard {
+                    Some(t) => now.saturating_duration_since(t) > p.heartbeat_timeout(),
+                    // Never heard: give it one timeout from the moment we started listening.
+                    None => now.saturating_duration_since(g.started) > p.heartbeat_timeout(),
+                };
+                if silent && !peer.dead {
+                    peer.dead = true;
+                    if g.role == Role::Primary {
+                        self.stats.backups_dropped += 1;
+                    }
+                }
+            }
+        }
+        if g.role == Role::Primary {
+            // Drop dead backups from every quorum.
+            let dead: u16 = g
+                .peers
+                .iter()
+                .filter(|p| p.dead)
+                .fold(0, |m, p| m | (1 << p.rank));
+            for c in g.conns.iter_mut() {
+                c.quorum &= !dead;
+            }
+            return;
+        }
+        // Backup: is the primary suspected?
+        while let Some(&t) = g.dup_history.front() {
+            if now.saturating_duration_since(t) > p.retransmit_window() {
+                g.dup_history.pop_front();
+            } else {
+                break;
+            }
+        }
+        let by_retransmits =
+            p.retransmit_threshold > 0 && g.dup_history.len() as u32 >= p.retransmit_threshold;
+        let primary_rank = g.primary_rank;
+        let primary_dead = g
+            .peers
+            .iter()
+            .find(|x| x.rank == primary_rank)
+            .is_none_or(|x| x.dead);
+        if !(primary_dead || by_retransmits) {
+            return;
+        }
+        // Take over only if every live replica ranked below us is also gone.
+        let local = g.local_rank;
+        let lower_alive = g
+            .peers
+            .iter()
+            .any(|x| x.rank < local && x.rank != primary_rank && !x.dead);
+        if lower_alive {
+            return;
+        }
+        if by_retransmits && !primary_dead {
+            if let Some(x) = g.peers.iter_mut().find(|x| x.rank == primary_rank) {
+                x.dead = true;
+            }
+        }
+        g.dup_history.clear();
+        self.take_over(gi, now);
+    }
+
+    fn take_over(&mut self, gi: usize, now: Instant) {
+        self.stats.takeovers += 1;
+        let live = self.live_backup_mask(gi);
+        let g = &mut self.groups[gi];
+        let epoch = g.epoch.max(g.chan.highest_epoch_seen()) + 1;
+        g.epoch = epoch;
+        g.chan.set_epoch(epoch);
+        g.role = Role::Primary;
+        g.primary_rank = g.local_rank;
+        let (vip, port) = (g.vip, g.port);
+        let _ = self.stack.set_port_silent(vip, port, false);
+        let n = self.groups[gi].conns.len();
+        for ci in 0..n {
+            let c = &mut self.groups[gi].conns[ci];
+            c.quorum = live;
+            c.progress = [None; MAX_REPLICAS];
+            let (idx, gen, delivered) = (c.idx, c.gen, c.delivered);
+            let Some(so) = self.stack.sockets.get_mut(idx) else {
+                continue;
+            };
+            if !so.in_use || so.generation != gen {
+                continue;
+            }
+            let bump = TAKEOVER_TS_BUMP_MS;
+            // Until the remaining backups report, acknowledge no more than the group was
+            // known to hold.
+            so.tp.ft.ack_limit = if live != 0 { Some(delivered) } else { None };
+            so.tp.ft.edge_limit = None;
+            self.stack.tcp_takeover(idx, now, bump);
+        }
+        // Announce the new view at once.
+        self.groups[gi].next_heartbeat = now;
+    }
+
+    fn step_down(&mut self, gi: usize) {
+        self.stats.step_downs += 1;
+        let g = &mut self.groups[gi];
+        g.role = Role::Backup;
+        let (vip, port) = (g.vip, g.port);
+        let _ = self.stack.set_port_silent(vip, port, true);
+        for c in g.conns.iter_mut() {
+            c.reported = None;
+            if let Some(so) = self.stack.sockets.get_mut(c.idx) {
+                if so.in_use && so.generation == c.gen {
+                    so.tp.ft.muted = true;
+                    so.tp.ft.follow_ts = true;
+                    so.tp.ft.ack_limit = None;
+                    so.tp.ft.edge_limit = None;
+                }
+            }
+        }
+    }
+
+    fn after_chan(&mut self, gi: usize, now: Instant) {
+        self.track_connections();
+        self.update_connections(gi);
+        let _ = now;
+    }
+
+    // ------------------------------------------------------------------ time and output
+
+    /// Fires timers due at `now`: TCP's, the channel's, heartbeats and the detector.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        self.stack.handle_timeout(now);
+        self.track_connections();
+        for gi in 0..self.groups.len() {
+            if !self.groups[gi].configured {
+                continue;
+            }
+            self.observe_retransmissions(gi, now);
+            self.detect(gi, now);
+            self.update_connections(gi);
+            let g = &mut self.groups[gi];
+            if g.params.heartbeat_interval_ms > 0 && now >= g.next_heartbeat {
+                let flags = (g.role == Role::Primary) as u8;
+                let _ = g.chan.heartbeat(now, &[g.local_rank, flags]);
+                g.next_heartbeat = now + g.params.heartbeat_interval();
+            }
+        }
+    }
+
+    /// When `handle_timeout` next has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.stack.poll_timeout();
+        let mut min = |x: Option<Instant>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |y| y.min(x)));
+            }
+        };
+        for g in self.groups.iter().filter(|g| g.configured) {
+            min(g.chan.poll_timeout());
+            if g.params.heartbeat_interval_ms > 0 {
+                min(Some(g.next_heartbeat));
+                // The detector needs a look when a peer's silence would pass the timeout.
+                for p in &g.peers {
+                    if let Some(h) = p.last_heard {
+                        if !p.dead {
+                            min(Some(
+                                h + g.params.heartbeat_timeout() + Duration::from_micros(1),
+                            ));
+                        }
+                    }
+                }
+            }
+            if let Some(&t0) = g.dup_history.front() {
+                min(Some(
+                    t0 + g.params.retransmit_window() + Duration::from_micros(1),
+                ));
+            }
+        }
+        t
+    }
+
+    /// The next packet to send: ack-channel frames first (they gate the client's ACKs), then
+    /// TCP.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        self.now = now;
+        self.track_connections();
+        for gi in 0..self.groups.len() {
+            if !self.groups[gi].configured {
+                continue;
+            }
+            self.update_connections(gi);
+            self.flush_outbox(gi, now);
+            let g = &mut self.groups[gi];
+            let mut frame = [0u8; MAX_PAYLOAD + 128];
+            if let Some((to, n)) = g.chan.poll_transmit(now, &mut frame) {
+                let Some(peer) = g.peers.iter().find(|p| p.rank == to) else {
+                    continue;
+                };
+                let dst = peer.addr;
+                if let Ok(len) = udp::emit_ipv4_udp(
+                    self.addr,
+                    dst,
+                    ACKCHAN_PORT,
+                    ACKCHAN_PORT,
+                    &frame[..n],
+                    64,
+                    buf,
+                ) {
+                    return Some(len);
+                }
+            }
+        }
+        self.stack.poll_transmit(now, buf)
+    }
+
+    fn flush_outbox(&mut self, gi: usize, now: Instant) {
+        let g = &mut self.groups[gi];
+        for r in 0..MAX_REPLICAS {
+            let mut payload: heapless::Vec<u8, MAX_PAYLOAD> = g.outbox[r].clone();
+            // A backup's progress for every connection that moved, to the primary.
+            let mut reported: heapless::Vec<(usize, (Seq, Seq)), MAX_FT_CONNS> =
+                heapless::Vec::new();
+            if g.role == Role::Backup && r as u8 == g.primary_rank {
+                for (ci, c) in g.conns.iter().enumerate() {
+                    let Some(so) = self.stack.sockets.get(c.idx) else {
+                        continue;
+                    };
+                    if !so.in_use || so.generation != c.gen || !so.tp.t_state.have_rcvd_syn() {
+                        continue;
+                    }
+                    let now_state = (so.tp.rcv_nxt, so.tp.rcv_nxt + so.so_rcv.space() as u32);
+                    if c.reported == Some(now_state) {
+                        continue;
+                    }
+                    let mut b = [0u8; MSG_LEN];
+                    let m = FtMsg::Progress {
+                        conn: c.key,
+                        rcv_nxt: now_state.0,
+                        edge: now_state.1,
+                    };
+                    let Some(n) = m.encode(&mut b) else { continue };
+                    if payload.extend_from_slice(&b[..n]).is_err() {
+                        break;
+                    }
+                    let _ = reported.push((ci, now_state));
+                }
+            }
+            if payload.is_empty() {
+                continue;
+            }
+            if g.peers.iter().any(|p| p.rank as usize == r && p.dead) {
+                // Nobody to tell; a peer that comes back starts from fresh progress.
+                g.outbox[r].clear();
+                continue;
+            }
+            match g.chan.send(now, r as u8, &payload) {
+                Ok(()) => {
+                    g.outbox[r].clear();
+                    for (ci, st) in reported {
+                        g.conns[ci].reported = Some(st);
+                        self.stats.progress_sent += 1;
+                    }
+                }
+                Err(_) => {
+                    // The peer is not keeping up: the batch waits (bounded by the outbox and,
+                    // upstream, by deliveries waiting for room); the detector drops a dead peer.
+                    self.stats.chan_queue_full += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Appends a message to the batch for `to`, flushing nothing: `poll_transmit` sends batches.
+fn queue_msg(g: &mut Group, stats: &mut FtStats, to: u8, m: FtMsg) {
+    if to as usize >= MAX_REPLICAS || to == g.local_rank {
+        return;
+    }
+    let mut b = [0u8; MSG_LEN];
+    let Some(n) = m.encode(&mut b) else { return };
+    let ob = &mut g.outbox[to as usize];
+    if ob.extend_from_slice(&b[..n]).is_err() {
+        stats.chan_queue_full += 1;
+    }
+}
+
+impl SocketHandle {
+    pub(crate) fn new(idx: usize, gen: u16) -> Self {
+        SocketHandle {
+            idx: idx as u16,
+            gen,
+        }
+    }
+}
+
+/// Convenience for tests and tools: a listening socket on `vip:port`.
+pub fn listen_on(
+    stack: &mut Stack<'_>,
+    vip: Ipv4Addr,
+    port: u16,
+    backlog: i32,
+) -> Result<SocketHandle, Errno> {
+    let h = stack.socket()?;
+    stack.bind(h, SocketAddrV4::new(vip, port))?;
+    stack.listen(h, backlog)?;
+    Ok(h)
+}
