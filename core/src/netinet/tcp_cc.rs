@@ -8,7 +8,7 @@ use crate::netinet::tcp_timer::TCP_RTT_SHIFT;
 use crate::netinet::tcp_var::TcpCb;
 
 fn ccv(tp: &TcpCb, cfg: &TcpSysctl, ticks: u32) -> CcVar {
-    let mut v = CcVar::new(tp.t_maxseg);
+    let mut v = CcVar::new(tp.maxseg());
     v.snd_cwnd = tp.snd_cwnd;
     v.snd_ssthresh = tp.snd_ssthresh;
     v.snd_wnd = tp.snd_wnd;

@@ -115,11 +115,10 @@ pub fn tcp_xmit_timer(
     slop: u32,
     stat: &mut crate::netinet::tcp_stat::TcpStat,
 ) {
-    let rtt = rtt.max(1);
     stat.rttupdated += 1;
     tp.t_rttupdated = tp.t_rttupdated.wrapping_add(1);
     if tp.t_srtt != 0 && tp.t_rxtshift <= TCP_RTT_INVALIDATE {
-        let mut delta: i64 = (((rtt - 1) as i64) << TCP_DELTA_SHIFT)
+        let mut delta: i64 = ((rtt as i64 - 1) << TCP_DELTA_SHIFT)
             - ((tp.t_srtt >> (TCP_RTT_SHIFT - TCP_DELTA_SHIFT)) as i64);
         let srtt = tp.t_srtt as i64 + delta;
         tp.t_srtt = if srtt <= 0 {
@@ -251,6 +250,7 @@ pub fn tcp_send_challenge_ack(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>) {
     }
     let (ack, seq) = (tp.rcv_nxt, tp.snd_nxt);
     tcp_respond(so, ctx, ack, seq, TcpFlags::ACK);
+    so.tp.last_ack_sent = ack;
 }
 
 fn tstmp_geq_ticks(a: u32, b: u32) -> bool {
@@ -359,8 +359,8 @@ pub fn tcp_do_segment(so: &mut Socket<'_>, seg: &Seg<'_>, ctx: &mut TcpCtx<'_>) 
     let mut data = seg.data;
     let mut to = tcp_dooptions(seg.options, thflags.contains(TcpFlags::SYN));
     let needoutput = false;
-    // Output that an earlier segment scheduled and nobody polled for is overtaken by this one.
-    so.tp.finish_out_override();
+    // A window override an earlier segment scheduled (fast retransmit, limited transmit) stays
+    // pending until tcp_output runs, even when several segments arrive before it does.
 
     // Receive window: buffer space, but never less than what we already advertised.
     {
@@ -757,7 +757,7 @@ fn process_ack_and_rest(
         seg.th_ack
     };
     let tlen = data.len() as u32;
-    let maxseg = so.tp.t_maxseg;
+    let maxseg = so.tp.maxseg();
 
     if !from_syn_sent {
         if so.tp.ft.muted && seq_gt(th_ack, so.tp.snd_max) {
@@ -778,6 +778,10 @@ fn process_ack_and_rest(
             let snd_max = so.tp.snd_max;
             sack_changed = so.tp.snd_holes.do_ack(th_ack, snd_max, &to.to_sacks[..n]);
         }
+        // tcp_is_sack_recovery: SACK drives recovery only when the peer actually SACKs;
+        // plain duplicate ACKs on a SACK connection take the NewReno path.
+        let sack_recovery = so.tp.has_flag(tf::SACK_PERMIT)
+            && (to.to_flags & tof::SACK != 0 || !so.tp.snd_holes.is_empty());
 
         if seq_leq(th_ack, so.tp.snd_una) {
             if tlen == 0 && (tiwin == so.tp.snd_wnd || so.tp.has_flag(tf::SACK_PERMIT)) {
@@ -793,7 +797,7 @@ fn process_ack_and_rest(
                         tp.t_dupacks += 1;
                         if tp.t_dupacks > TCPREXMTTHRESH || tp.in_fastrecovery() {
                             cc_ack_received(tp, cfg, ticks, th_ack, 0, 1, CcAckType::DupAck);
-                            if tp.has_flag(tf::SACK_PERMIT) && tp.in_fastrecovery() {
+                            if sack_recovery && tp.in_fastrecovery() {
                                 let awnd = crate::netinet::tcp_output::pipe_bytes(tp);
                                 if awnd < tp.snd_ssthresh {
                                     tp.snd_cwnd = (tp.snd_cwnd + maxseg).min(tp.snd_ssthresh);
@@ -804,7 +808,7 @@ fn process_ack_and_rest(
                             so.output_wanted = true;
                             return Verdict::Done;
                         } else if tp.t_dupacks == TCPREXMTTHRESH {
-                            let entered = enter_recovery(so, ctx, th_ack);
+                            let entered = enter_recovery(so, ctx, th_ack, sack_recovery);
                             if entered {
                                 return Verdict::Done;
                             }
@@ -841,7 +845,7 @@ fn process_ack_and_rest(
                 && so.tp.snd_holes.sacked_bytes() > (TCPREXMTTHRESH - 1) * maxseg
             {
                 so.tp.t_dupacks = TCPREXMTTHRESH;
-                enter_recovery(so, ctx, th_ack);
+                enter_recovery(so, ctx, th_ack, sack_recovery);
             }
         }
 
@@ -849,7 +853,7 @@ fn process_ack_and_rest(
         let tp = &mut so.tp;
         if tp.in_fastrecovery() {
             if seq_lt(th_ack, tp.snd_recover) {
-                if tp.has_flag(tf::SACK_PERMIT) {
+                if sack_recovery {
                     // tcp_sack_partialack: keep cwnd to what is in flight plus two segments.
                     tp.t_timers.stop(TimerKind::Rexmt);
                     tp.t_rtttime = None;
@@ -1050,13 +1054,18 @@ pub fn ft_apply_ack_ahead(so: &mut Socket<'_>) {
 }
 
 /// Fast retransmit / entering loss recovery. Returns true when the segment is finished.
-fn enter_recovery(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>, th_ack: Seq) -> bool {
+fn enter_recovery(
+    so: &mut Socket<'_>,
+    ctx: &mut TcpCtx<'_>,
+    th_ack: Seq,
+    sack_recovery: bool,
+) -> bool {
     let ticks = ctx.ticks();
     let cfg = ctx.cfg;
     let tp = &mut so.tp;
-    let maxseg = tp.t_maxseg;
+    let maxseg = tp.maxseg();
     tp.t_dupacks = TCPREXMTTHRESH;
-    if tp.has_flag(tf::SACK_PERMIT) {
+    if sack_recovery {
         if tp.in_fastrecovery() {
             tp.t_dupacks = 0;
             return false;
@@ -1069,7 +1078,7 @@ fn enter_recovery(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>, th_ack: Seq) -> boo
     cc_ack_received(tp, cfg, ticks, th_ack, 0, 1, CcAckType::DupAck);
     tp.t_timers.stop(TimerKind::Rexmt);
     tp.t_rtttime = None;
-    if tp.has_flag(tf::SACK_PERMIT) {
+    if sack_recovery {
         ctx.stat.sack_recovery_episode += 1;
         tp.snd_recover = tp.snd_nxt;
         // deviation: FreeBSD 14 runs PRR (RFC 6937) here; the core sends one segment and then
@@ -1136,7 +1145,11 @@ fn step6(
     if (tlen > 0 || thflags.contains(TcpFlags::FIN)) && !so.tp.t_state.have_rcvd_fin() {
         let save_start = th_seq;
         let save_rnxt = so.tp.rcv_nxt;
-        if th_seq == so.tp.rcv_nxt && so.tp.reass.is_empty() && so.tp.t_state.have_established() {
+        if th_seq == so.tp.rcv_nxt
+            && so.tp.reass.is_empty()
+            && so.tp.t_reass_fin.is_none()
+            && so.tp.t_state.have_established()
+        {
             if delay_ack(&so.tp, tlen, cfg.delayed_ack) {
                 so.tp.t_flags |= tf::DELACK;
             } else {
@@ -1229,9 +1242,14 @@ fn tcp_reass(
     let established = so.tp.t_state.have_established();
     let rcv_nxt = so.tp.rcv_nxt;
     if data.is_empty() {
-        // A bare FIN: in order only if it sits at rcv_nxt with nothing queued before it.
+        // A bare FIN: in order only if it sits at rcv_nxt with nothing queued before it;
+        // ahead of a hole it waits for the hole to fill (only a zero-length segment without
+        // FIN is dropped here).
         if established && th_seq == rcv_nxt && so.tp.reass.is_empty() {
             return thflags & TcpFlags::FIN;
+        }
+        if established && thflags.contains(TcpFlags::FIN) && seq_gt(th_seq, rcv_nxt) {
+            so.tp.t_reass_fin = Some(th_seq);
         }
         return TcpFlags(0);
     }
@@ -1250,6 +1268,9 @@ fn tcp_reass(
             ctx.stat.rcvreassfull += 1;
             return TcpFlags(0);
         }
+        if established && thflags.contains(TcpFlags::FIN) && written == data.len() {
+            so.tp.t_reass_fin = Some(end);
+        }
         ctx.stat.rcvoopack += 1;
         ctx.stat.rcvoobyte += written as u64;
         return TcpFlags(0);
@@ -1262,7 +1283,12 @@ fn tcp_reass(
     ctx.stat.rcvpack += 1;
     ctx.stat.rcvbyte += delivered as u64;
     so.sorwakeup();
-    // The FIN belongs to this segment only if the segment's end is the new rcv_nxt.
+    // The FIN belongs to this segment only if the segment's end is the new rcv_nxt; a FIN
+    // that arrived earlier counts once the data reaches it.
+    if so.tp.t_reass_fin == Some(new_nxt) {
+        so.tp.t_reass_fin = None;
+        return TcpFlags::FIN;
+    }
     if end == new_nxt && written == data.len() {
         thflags & TcpFlags::FIN
     } else {

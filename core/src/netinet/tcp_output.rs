@@ -161,8 +161,11 @@ pub fn tcp_output(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>, buf: &mut [u8]) -> 
     }
 
     // RFC 5681 restart after idle: nothing outstanding and idle for more than an RTO.
-    let mut idle = so.tp.has_flag(tf::LASTIDLE) || so.tp.snd_max == so.tp.snd_una;
-    if idle && ticks.wrapping_sub(so.tp.t_rcvtime) >= so.tp.t_rxtcur {
+    // FreeBSD decides "idle" once, before its `again:` loop; the segments of one burst (our
+    // successive calls while `sendalot`) share that decision.
+    let burst = so.tp.t_burst_idle.take();
+    let mut idle = burst.unwrap_or(so.tp.has_flag(tf::LASTIDLE) || so.tp.snd_max == so.tp.snd_una);
+    if burst.is_none() && idle && ticks.wrapping_sub(so.tp.t_rcvtime) >= so.tp.t_rxtcur {
         crate::netinet::tcp_cc::cc_after_idle(&mut so.tp, cfg, ticks);
     }
     so.tp.t_flags &= !tf::LASTIDLE;
@@ -182,10 +185,10 @@ pub fn tcp_output(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>, buf: &mut [u8]) -> 
 
     // SACK recovery: retransmit from the first hole.
     let mut sack_rxmit: Option<Seq> = None;
-    if tp.has_flag(tf::SACK_PERMIT) && tp.in_fastrecovery() {
+    if tp.has_flag(tf::SACK_PERMIT) && tp.in_fastrecovery() && !tp.snd_holes.is_empty() {
         if let Some((rx, hole_len)) = tp.snd_holes.output() {
-            let pipe = pipe_bytes(tp);
-            let cwin = (tp.snd_wnd.min(cwnd) as i64 - pipe as i64).max(0);
+            // FreeBSD (without PRR): the window left after what was already retransmitted.
+            let cwin = (tp.snd_wnd.min(cwnd) as i64 - tp.snd_holes.sack_bytes_rexmit as i64).max(0);
             let l = (hole_len as i64).min(cwin).min(tp.snd_wnd as i64);
             if l > 0 && seq_lt(rx, tp.snd_max) {
                 off = rx - tp.snd_una;
@@ -218,15 +221,14 @@ pub fn tcp_output(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>, buf: &mut [u8]) -> 
 
     if let Some(rx) = sack_rxmit {
         let (_, hole_len) = tp.snd_holes.output().unwrap_or((rx, 0));
-        let pipe = pipe_bytes(tp);
-        let cwin = (tp.snd_wnd.min(cwnd) as i64 - pipe as i64).max(0);
+        let cwin = (tp.snd_wnd.min(cwnd) as i64 - tp.snd_holes.sack_bytes_rexmit as i64).max(0);
         len = (hole_len as i64).min(cwin).min(sbused as i64 - off as i64);
         if len <= 0 {
             sack_rxmit = None;
             off = tp.snd_nxt - tp.snd_una;
             len = (sbused.min(sendwin) as i64) - off as i64;
         }
-    } else if tp.in_fastrecovery() && tp.has_flag(tf::SACK_PERMIT) {
+    } else if tp.in_fastrecovery() && tp.has_flag(tf::SACK_PERMIT) && !tp.snd_holes.is_empty() {
         // New data during SACK recovery is limited by the pipe, not by cwnd alone.
         let pipe = pipe_bytes(tp);
         let cwin = (tp.snd_wnd.min(cwnd) as i64 - pipe as i64).max(0);
@@ -630,6 +632,8 @@ pub fn tcp_output(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>, buf: &mut [u8]) -> 
     tp.t_flags &= !tf::FORCEDATA;
     if !sendalot {
         tp.finish_out_override();
+    } else {
+        tp.t_burst_idle = Some(idle);
     }
 
     Output::Sent {

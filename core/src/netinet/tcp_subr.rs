@@ -95,6 +95,8 @@ pub fn newtcpcb(cfg: &TcpSysctl) -> TcpCb {
         snd_limited: 0,
         t_out_override: None,
         t_rcvdupsegs: 0,
+        t_burst_idle: None,
+        t_reass_fin: None,
         ft: crate::netinet::tcp_var::FtPoints::default(),
         sackblks: SackReport::default(),
         snd_holes: SackScoreboard::default(),

@@ -49,6 +49,8 @@ pub struct TcpSysctl {
     pub msl: u32,
     /// `net.inet.tcp.finwait2_timeout`.
     pub finwait2_timeout: u32,
+    /// `net.inet.tcp.fast_finwait2_recycle`.
+    pub fast_finwait2_recycle: bool,
     pub mssdflt: u32,
     pub minmss: u32,
     pub initcwnd_segments: u32,
@@ -95,6 +97,7 @@ impl Default for TcpSysctl {
             delacktime: 40,
             msl: 30_000,
             finwait2_timeout: 60_000,
+            fast_finwait2_recycle: false,
             mssdflt: 536,
             minmss: 216,
             initcwnd_segments: 10,
@@ -169,6 +172,7 @@ impl TcpSysctl {
             "delacktime" => self.delacktime = ms(value)?.max(1),
             "msl" => self.msl = ms(value)?.max(1),
             "finwait2_timeout" => self.finwait2_timeout = ms(value)?,
+            "fast_finwait2_recycle" => self.fast_finwait2_recycle = flag(value)?,
             "mssdflt" => self.mssdflt = ms(value)?.clamp(32, 65535),
             "minmss" => self.minmss = ms(value)?.clamp(32, 65535),
             "initcwnd_segments" => self.initcwnd_segments = ms(value)?.clamp(1, 1000),

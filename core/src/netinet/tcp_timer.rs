@@ -232,7 +232,10 @@ pub fn tcp_timer_fire(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>, kind: TimerKind
                 tcp_close(so, ctx);
                 return;
             }
-            if so.tp.t_state == TcpState::FinWait2 && so.so_rcv_cantrcvmore && !so.has_fd() {
+            if cfg.fast_finwait2_recycle
+                && so.tp.t_state == TcpState::FinWait2
+                && so.so_rcv_cantrcvmore
+            {
                 ctx.stat.finwait2_drops += 1;
                 tcp_close(so, ctx);
                 return;

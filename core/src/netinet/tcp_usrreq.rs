@@ -623,7 +623,9 @@ impl<'a> Stack<'a> {
             tcp_drop(&mut socks[i], &mut ctx, None);
         } else {
             let so = &mut self.sockets[i];
+            // soisdisconnecting: nobody will read any more.
             so.so_state |= ss::ISDISCONNECTING;
+            so.so_rcv_cantrcvmore = true;
             so.so_rcv.clear();
             so.socantsendmore();
             self.tcp_usrclosed(now, i);
@@ -638,6 +640,8 @@ impl<'a> Stack<'a> {
     /// `setsockopt(2)`.
     pub fn setsockopt(&mut self, h: SocketHandle, opt: SockOpt) -> Result<(), Errno> {
         let maxsockbuf = self.sysctl.maxsockbuf;
+        let cfg = self.sysctl.clone();
+        let now = self.now;
         let s = self.sock_mut(h)?;
         let secs_to_ms = |v: u32| -> Result<u32, Errno> {
             if v == 0 || v > i32::MAX as u32 / 1000 {
@@ -688,13 +692,31 @@ impl<'a> Stack<'a> {
             SockOpt::KeepInit(v) => {
                 s.tp.t_keepinit = secs_to_ms(v)?;
             }
-            SockOpt::KeepIdle(v) => s.tp.t_keepidle = secs_to_ms(v)?,
-            SockOpt::KeepIntvl(v) => s.tp.t_keepintvl = secs_to_ms(v)?,
+            SockOpt::KeepIdle(v) => {
+                s.tp.t_keepidle = secs_to_ms(v)?;
+                // tcp_ctloutput: an established connection's keepalive restarts from now.
+                if s.tp.t_state.have_established() && s.tp.t_timers.active(TimerKind::Keep) {
+                    let t = s.tp.t_keepidle;
+                    s.tp.t_timers.activate(TimerKind::Keep, now, t);
+                }
+            }
+            SockOpt::KeepIntvl(v) => {
+                s.tp.t_keepintvl = secs_to_ms(v)?;
+                // A half-closed connection's FIN_WAIT_2 timeout follows the new idle limit.
+                if s.tp.t_state == TcpState::FinWait2 {
+                    let t = crate::netinet::tcp_input::maxidle(s, &cfg).max(1);
+                    s.tp.t_timers.activate(TimerKind::TwoMsl, now, t);
+                }
+            }
             SockOpt::KeepCnt(v) => {
                 if v == 0 {
                     return Err(Errno::EINVAL);
                 }
                 s.tp.t_keepcnt = v;
+                if s.tp.t_state == TcpState::FinWait2 {
+                    let t = crate::netinet::tcp_input::maxidle(s, &cfg).max(1);
+                    s.tp.t_timers.activate(TimerKind::TwoMsl, now, t);
+                }
             }
         }
         Ok(())

@@ -182,6 +182,11 @@ pub struct TcpCb {
     /// Segments received that lay wholly or partly below `rcv_nxt` (per-connection
     /// `tcps_rcvduppack` + `tcps_rcvpartduppack`): a peer retransmitting.
     pub t_rcvdupsegs: u32,
+    /// The `idle` decision of the output burst in progress (see `tcp_output`).
+    pub t_burst_idle: Option<bool>,
+    /// Sequence number of a FIN that arrived ahead of missing data (it is kept with the
+    /// reassembly queue and takes effect when the hole fills).
+    pub t_reass_fin: Option<Seq>,
     pub ft: FtPoints,
 
     pub sackblks: SackReport,
@@ -223,6 +228,16 @@ impl TcpCb {
                 }
             }
         }
+    }
+    /// `tcp_maxseg`: the payload a full segment carries once the options every segment has
+    /// (timestamps) are taken off `t_maxseg`.
+    pub fn maxseg(&self) -> u32 {
+        let opts = if self.has_flag(tf::RCVD_TSTMP) && !self.has_flag(tf::NOOPT) {
+            12
+        } else {
+            0
+        };
+        self.t_maxseg.saturating_sub(opts).max(1)
     }
     /// Bytes sent and not yet acknowledged.
     pub fn flight(&self) -> u32 {

@@ -1,7 +1,7 @@
 //! The Internet checksum (RFC 1071): the one's-complement sum of big-endian 16-bit words.
 //!
 //! Sums are carried as unfolded `u32`s so that pieces (pseudo-header, header, payload) can be
-//! added together with plain `+` before a single [`fold`] / [`finish`]. The one's-complement sum is
+//! added together with [`combine`] before a single [`fold`] / [`finish`]. The one's-complement sum is
 //! arithmetic modulo `0xffff`, so any value congruent to the true sum folds to the same result.
 //!
 //! ```
@@ -18,34 +18,31 @@
 
 use core::net::Ipv4Addr;
 
-/// Bytes summed per block into a `u32`: 32768 words of at most 0xffff cannot overflow it.
-const BLOCK: usize = 64 * 1024;
-
-/// The sum of `data` read as big-endian 16-bit words, a trailing odd byte padded with a zero byte.
+/// The one's-complement sum of `data` read as big-endian 16-bit words, a trailing odd byte
+/// padded with a zero byte, returned unfolded: a `u32` congruent to the word sum modulo
+/// `0xffff` and non-zero whenever any byte is. Only [`fold`] / [`finish`] the total: sums of
+/// several pieces are added with [`combine`] (a piece's sum may use all 32 bits), and each piece
+/// must start at an even offset of the checksummed region.
 ///
-/// The result is the exact arithmetic sum whenever that fits in a `u32` (any input below 128 KiB);
-/// for larger inputs it is folded just enough to fit, which leaves the one's-complement value
-/// unchanged. Only [`fold`] / [`finish`] the total: sums of several pieces are added with `+` (or
-/// [`combine`]), and each piece must start at an even offset of the checksummed region.
+/// Words are added 32 bits at a time into a 64-bit accumulator: 2^16 is 1 modulo 0xffff, so
+/// the high and low halves of a 32-bit word add up to the same one's-complement value, and the
+/// end-around carries are taken once at the end (RFC 1071 section 2). This halves the
+/// additions of a 16-bit loop and lets the compiler vectorise the byte swaps.
 pub fn sum(data: &[u8]) -> u32 {
-    let mut total: u64 = 0;
-    for block in data.chunks(BLOCK) {
-        // A plain widening sum with no carry handling: LLVM vectorises this loop (it measured
-        // ~18 GB/s on x86-64 baseline, ahead of an 8-bytes-at-a-time SWAR version at ~13 GB/s).
-        let mut acc: u32 = 0;
-        let mut words = block.chunks_exact(2);
-        for word in &mut words {
-            acc += u32::from(u16::from_be_bytes([word[0], word[1]]));
-        }
-        if let [last] = words.remainder() {
-            acc += u32::from(*last) << 8;
-        }
-        total += u64::from(acc);
+    let mut acc: u64 = 0;
+    let mut quads = data.chunks_exact(4);
+    for q in &mut quads {
+        acc += u64::from(u32::from_be_bytes([q[0], q[1], q[2], q[3]]));
     }
-    while total > u64::from(u32::MAX) {
-        total = (total & 0xffff) + (total >> 16);
+    let rest = quads.remainder();
+    let mut tail = [0u8; 4];
+    tail[..rest.len()].copy_from_slice(rest);
+    acc += u64::from(u32::from_be_bytes(tail));
+    // Fold with end-around carries until it fits a u32; a non-zero sum stays non-zero.
+    while acc > u64::from(u32::MAX) {
+        acc = (acc & 0xffff_ffff) + (acc >> 32);
     }
-    total as u32
+    acc as u32
 }
 
 /// The unfolded sum of the IPv4 pseudo-header (RFC 793 §3.1): source, destination, a zero byte,
@@ -63,7 +60,7 @@ pub fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, length: u32) ->
 }
 
 /// Adds two unfolded sums with an end-around carry, so the total stays correct even if the `u32`
-/// would overflow (plain `+` is fine for anything packet-sized).
+/// would overflow (every piece from [`sum`] may use all 32 bits).
 pub fn combine(a: u32, b: u32) -> u32 {
     let (total, carry) = a.overflowing_add(b);
     total + u32::from(carry)
@@ -109,7 +106,7 @@ mod tests {
     fn rfc1071_example() {
         // RFC 1071 §3: the words 0001 f203 f4f5 f6f7 sum to 2ddf0, which folds to ddf2.
         let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
-        assert_eq!(sum(&data), 0x2_ddf0);
+        assert_eq!(fold(sum(&data)), fold(0x2_ddf0));
         assert_eq!(fold(sum(&data)), 0xddf2);
         assert_eq!(finish(sum(&data)), !0xddf2);
     }
@@ -117,8 +114,8 @@ mod tests {
     #[test]
     fn empty_and_odd() {
         assert_eq!(sum(&[]), 0);
-        assert_eq!(sum(&[0xab]), 0xab00);
-        assert_eq!(sum(&[0x12, 0x34, 0x56]), 0x1234 + 0x5600);
+        assert_eq!(fold(sum(&[0xab])), 0xab00);
+        assert_eq!(fold(sum(&[0x12, 0x34, 0x56])), fold(0x1234 + 0x5600));
         assert_eq!(finish(0), 0xffff);
         assert_eq!(fold(0xffff_ffff), 0xffff);
         assert_eq!(fold(0x1_fffe), 0xffff);
@@ -128,16 +125,16 @@ mod tests {
     fn exact_for_small_inputs() {
         let data: Vec<u8> = (0..1500u32).map(|i| (i * 7 + 3) as u8).collect();
         for n in 0..data.len() {
-            assert_eq!(u64::from(sum(&data[..n])), naive(&data[..n]), "n = {n}");
+            assert_eq!(fold(sum(&data[..n])), fold64(naive(&data[..n])), "n = {n}");
         }
         let ones = [0xffu8; 4];
-        assert_eq!(sum(&ones), 0x1_fffe);
+        assert_eq!(fold(sum(&ones)), 0xffff);
     }
 
     #[test]
     fn large_inputs_fold_correctly() {
         // Large enough to need several blocks and the final fold into u32.
-        let data: Vec<u8> = (0..(3 * BLOCK + 13)).map(|i| 0xff ^ (i as u8)).collect();
+        let data: Vec<u8> = (0..(3 * 65536 + 13)).map(|i| 0xff ^ (i as u8)).collect();
         assert_eq!(fold(sum(&data)), fold64(naive(&data)));
         let ones = std::vec![0xffu8; 300_001];
         assert_eq!(fold(sum(&ones)), fold64(naive(&ones)));
@@ -164,7 +161,7 @@ mod tests {
         bytes[4..8].copy_from_slice(&dst.octets());
         bytes[9] = 6;
         bytes[10..12].copy_from_slice(&1480u16.to_be_bytes());
-        assert_eq!(pseudo_header(src, dst, 6, 1480), sum(&bytes));
+        assert_eq!(fold(pseudo_header(src, dst, 6, 1480)), fold(sum(&bytes)));
     }
 
     #[test]
@@ -178,7 +175,7 @@ mod tests {
     proptest! {
         #[test]
         fn matches_naive(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
-            prop_assert_eq!(u64::from(sum(&data)), naive(&data));
+            prop_assert_eq!(fold(sum(&data)), fold64(naive(&data)));
         }
 
         #[test]
@@ -186,7 +183,7 @@ mod tests {
                                  cut in 0usize..1024) {
             let cut = (cut * 2).min(data.len() & !1);
             let whole = fold(sum(&data));
-            let parts = fold(sum(&data[..cut]) + sum(&data[cut..]));
+            let parts = fold(combine(sum(&data[..cut]), sum(&data[cut..])));
             prop_assert_eq!(whole, parts);
         }
     }
