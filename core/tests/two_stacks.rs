@@ -249,7 +249,7 @@ fn transfer(seed: u64, loss: u64, dup: u64, reorder: u64, size: usize) {
                 }
             }
         }
-        if !net.step() && !(eof_a && eof_b) {
+        if !net.step() && (!eof_a || !eof_b) {
             panic!("network went idle before the transfer finished (seed {seed})");
         }
     }

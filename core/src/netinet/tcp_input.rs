@@ -153,7 +153,8 @@ pub fn tcp_xmit_timer(
 
 /// `TCP_REXMTVAL`: srtt + 4 * rttvar, in ms, floored at `t_rttmin`.
 pub fn rexmtval(tp: &TcpCb) -> u32 {
-    let v = ((tp.t_srtt >> (TCP_RTT_SHIFT - TCP_DELTA_SHIFT)) + tp.t_rttvar) >> TCP_DELTA_SHIFT;
+    let v = (tp.t_srtt >> (TCP_RTT_SHIFT - TCP_DELTA_SHIFT)).saturating_add(tp.t_rttvar)
+        >> TCP_DELTA_SHIFT;
     v.max(tp.t_rttmin)
 }
 
@@ -167,7 +168,11 @@ fn delay_ack(tp: &TcpCb, tlen: u32, cfg_delack: bool) -> bool {
 
 /// The RST `tcp_dropwithreset` sends in answer to `seg` (none for a RST, or to a broadcast).
 pub fn tcp_dropwithreset_reply(seg: &Seg<'_>) -> Option<Reply> {
-    if seg.th_flags.contains(TcpFlags::RST) || seg.dst.is_broadcast() || seg.dst.is_multicast() {
+    if seg.th_flags.contains(TcpFlags::RST)
+        || seg.dst.is_broadcast()
+        || seg.dst.is_multicast()
+        || seg.src.is_unspecified()
+    {
         return None;
     }
     let (seq, ack, flags) = if seg.th_flags.contains(TcpFlags::ACK) {
@@ -905,8 +910,11 @@ fn process_ack_and_rest(
     ctx.stat.rcvackbyte += acked as u64;
 
     // A first retransmission answered within half an RTT was spurious: undo it.
+    // deviation: with timestamps FreeBSD judges by the echoed TSval of the retransmission;
+    // the core only applies the time-based test, and only without timestamps.
     if tp.t_rxtshift == 1
         && tp.cc_flags.prev_valid
+        && !tp.has_flag(tf::RCVD_TSTMP)
         && (ticks.wrapping_sub(tp.t_badrxtwin) as i32) < 0
     {
         ctx.stat.sndrexmitbad += 1;
@@ -1251,6 +1259,10 @@ fn tcp_reass(
         if established && thflags.contains(TcpFlags::FIN) && seq_gt(th_seq, rcv_nxt) {
             so.tp.t_reass_fin = Some(th_seq);
         }
+        return TcpFlags(0);
+    }
+    // Nobody reads any more (shutdown SHUT_RD): out-of-order data is not kept.
+    if so.so_rcv_cantrcvmore {
         return TcpFlags(0);
     }
     let off = (th_seq - rcv_nxt) as usize;

@@ -117,7 +117,7 @@ pub fn tcp_addoptions(opts: &OutOpts<'_>, out: &mut [u8; 40]) -> usize {
 
 /// `tcp_setpersist`: arms the persist timer with the backed-off RTO.
 pub fn tcp_setpersist(tp: &mut TcpCb, cfg: &TcpSysctl, now: Instant) {
-    let t = ((tp.t_srtt >> 2) + tp.t_rttvar) >> 1;
+    let t = (tp.t_srtt >> 2).saturating_add(tp.t_rttvar) >> 1;
     tp.t_flags &= !tf::PREVVALID;
     let tt = rangeset(
         t.saturating_mul(backoff(tp.t_rxtshift)),
@@ -279,7 +279,11 @@ pub fn tcp_output(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>, buf: &mut [u8]) -> 
         if seq_lt(rx + len_u, tp.snd_una + sbused) {
             flags &= !TcpFlags::FIN;
         }
-    } else if seq_lt(tp.snd_nxt + len_u, tp.snd_una + sbused) {
+    } else if seq_lt(
+        tp.snd_nxt + len_u,
+        // Data starts after the SYN while the SYN is unacknowledged.
+        tp.snd_una + sbused + u32::from(!tp.t_state.have_established() && tp.snd_una == tp.iss),
+    ) {
         flags &= !TcpFlags::FIN;
     }
 

@@ -58,7 +58,10 @@ impl<'a> SockBuf<'a> {
     /// are dropped.
     pub fn set_hiwat(&mut self, n: u32) {
         let cap = u32::try_from(self.capacity()).unwrap_or(u32::MAX);
-        self.hiwat = n.min(cap);
+        // Bytes already placed beyond the queue (out-of-order data the window admitted) keep
+        // their room: shrinking under them would make their later enqueue fall short.
+        let floor = u32::try_from(self.unqueued_end).unwrap_or(u32::MAX);
+        self.hiwat = n.max(floor).min(cap);
     }
 
     /// `sbreserve`: raises (or lowers) the limit to `n`. Storage the buffer owns grows to fit;
@@ -543,7 +546,12 @@ mod tests {
                         sb.enqueue_unqueued(k.min(written));
                     }
                     Op::SetHiwat(h) => {
-                        m.hiwat = (h as usize).min(capacity);
+                        // The limit never drops under bytes already placed beyond the queue.
+                        let floor = match m.pending.iter().rposition(|b| b.is_some()) {
+                            Some(i) => m.queued.len() + i + 1,
+                            None => 0,
+                        };
+                        m.hiwat = (h as usize).max(floor).min(capacity);
                         sb.set_hiwat(h);
                     }
                     Op::Clear => {

@@ -75,6 +75,8 @@ pub struct Stack<'a> {
     rr: usize,
     /// Ports that never send anything (a backup replica's): HydraNet-FT's output switch.
     silent_ports: heapless::Vec<(Ipv4Addr, u16), MAX_PORT_HOOKS>,
+    /// When the syncache last had to evict an entry (cookies are honoured for a while after).
+    sc_last_overflow: Option<Instant>,
     /// Ports whose ISS and timestamp offset come from a key shared by a replica group.
     port_isn: heapless::Vec<(Ipv4Addr, u16, IsnSecret), MAX_PORT_HOOKS>,
 }
@@ -108,6 +110,7 @@ impl<'a> Stack<'a> {
             now: Instant::ZERO,
             rr: 0,
             silent_ports: heapless::Vec::new(),
+            sc_last_overflow: None,
             port_isn: heapless::Vec::new(),
         }
     }
@@ -445,6 +448,7 @@ impl<'a> Stack<'a> {
         if group_key.is_some() || !(self.sysctl.syncookies && self.sysctl.syncookies_only) {
             if self.syncache.insert(entry) {
                 self.tcpstat.sc_bucketoverflow += 1;
+                self.sc_last_overflow = Some(now);
             }
             self.tcpstat.sc_added += 1;
         } else {
@@ -555,6 +559,15 @@ impl<'a> Stack<'a> {
             None => {
                 // deviation: ports whose ISS is keyed for a replica group use no cookies.
                 if !self.sysctl.syncookies || self.port_isn_key(seg.dst, seg.dport).is_some() {
+                    return Expand::Reset;
+                }
+                // As FreeBSD: a cookie is honoured only in cookie-only mode or shortly after
+                // the cache overflowed, so a stale ACK cannot revive a closed connection.
+                let recent_overflow = self.sc_last_overflow.is_some_and(|t| {
+                    now.saturating_duration_since(t)
+                        <= Duration::from_millis(2 * crate::netinet::tcp_syncache::COOKIE_EPOCH_MS)
+                });
+                if !self.sysctl.syncookies_only && !recent_overflow {
                     return Expand::Reset;
                 }
                 let irs = seg.th_seq - 1;
