@@ -1,8 +1,12 @@
 //! `hydranet`: the HydraNet-FT command line.
 //!
-//! Today only `demo` does something, and what it does is run the conformance suite: the
-//! replicated demo arrives with issue 4. Every other subcommand prints that it is not
-//! implemented yet and exits with status 2.
+//! Today only `demo` does something: it runs the replicated scenario (a download with the
+//! primary killed at one third and the next primary at two thirds, then an echo session
+//! across a kill) in the in-process simulator, and then the FreeBSD conformance suite. The
+//! namespace network with real Linux clients arrives with issue 4. Every other subcommand
+//! prints that it is not implemented yet and exits with status 2.
+
+mod simdemo;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -33,8 +37,15 @@ struct Ignored {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Runs the conformance suite (the replicated demo arrives with issue 4).
+    /// The replicated download/echo scenario with primaries killed (in the simulator until
+    /// the namespace network of issue 4 exists), then the conformance suite.
     Demo {
+        /// Bytes the client downloads.
+        #[arg(long, default_value_t = 8 << 20)]
+        size: usize,
+        /// Folder for the report's timeline plot (SVG).
+        #[arg(long, value_name = "DIR", default_value = "target/hydranet-demo")]
+        out: PathBuf,
         /// The tcp-testsuite folder [default: $HYDRANET_TCP_TESTSUITE, else
         /// ../shared/tcp-testsuite beside the workspace]
         #[arg(long, value_name = "PATH")]
@@ -63,11 +74,47 @@ fn not_implemented(what: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn demo(suite: Option<PathBuf>, verbose: bool) -> ExitCode {
+fn replicated_demo(size: usize, out: &std::path::Path) -> bool {
     println!(
-        "hydranet demo: the replicated demo arrives with issue {DEMO_ISSUE}; \
-         this runs the conformance suite."
+        "hydranet demo: namespaces and TUN devices arrive with issue {DEMO_ISSUE}; running the \
+         same scenario in the in-process simulator (virtual time, 10 ms client RTT)."
     );
+    println!("client downloads {size} bytes from a service replicated on 3 hosts:");
+    let r = simdemo::run(size, &mut |line| println!("{line}"));
+    let secs = r.virtual_secs.max(1e-9);
+    println!("report:");
+    println!("  bytes received        {} of {}", r.bytes, r.expected);
+    println!(
+        "  sha256 equal          {}",
+        if r.sha_equal { "yes" } else { "NO" }
+    );
+    println!("  connection resets     {}", r.resets);
+    println!("  invariant violations  {}", r.violations);
+    println!("  longest stall         {} ms", r.longest_stall_ms);
+    println!(
+        "  throughput            {:.1} MB/s (virtual time)",
+        r.bytes as f64 / secs / 1e6
+    );
+    let who: Vec<String> = r
+        .primaries
+        .iter()
+        .map(|(t, p)| format!("replica {p} from {t:.3} s"))
+        .collect();
+    println!("  primary               {}", who.join(", "));
+    println!(
+        "  echo across a kill    {}",
+        if r.echo_ok { "ok" } else { "FAILED" }
+    );
+    let plot = out.join("timeline.svg");
+    match std::fs::create_dir_all(out).and_then(|_| simdemo::write_svg(&r, &plot)) {
+        Ok(()) => println!("  timeline plot         {}", plot.display()),
+        Err(e) => eprintln!("  timeline plot not written ({}): {e}", plot.display()),
+    }
+    r.sha_equal && r.resets == 0 && r.violations == 0 && r.echo_ok && r.bytes == r.expected
+}
+
+fn demo(suite: Option<PathBuf>, verbose: bool) -> ExitCode {
+    println!("conformance: the core against the FreeBSD tcp-testsuite");
     let suite = suite_path(suite.as_deref(), std::env::var_os(SUITE_ENV).as_deref());
     let suite = suite.canonicalize().unwrap_or(suite);
     if !suite.is_dir() {
@@ -126,7 +173,20 @@ fn demo(suite: Option<PathBuf>, verbose: bool) -> ExitCode {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Cmd::Demo { suite, verbose } => demo(suite, verbose),
+        Cmd::Demo {
+            size,
+            out,
+            suite,
+            verbose,
+        } => {
+            let replicated = replicated_demo(size, &out);
+            let conformance = demo(suite, verbose);
+            if !replicated {
+                eprintln!("error: the replicated scenario lost, corrupted or reset the stream");
+                return ExitCode::from(1);
+            }
+            conformance
+        }
         Cmd::Redirector(_) => not_implemented("redirector"),
         Cmd::Host(_) => not_implemented("host"),
         Cmd::Ctl(_) => not_implemented("ctl"),
