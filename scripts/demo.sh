@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build -q --release -p hydranet-platform-linux-tun -p hydranet-conformance
-exec target/release/hydranet demo "$@"
+exec "${CARGO_TARGET_DIR:-target}"/release/hydranet demo "$@"

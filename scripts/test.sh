@@ -20,7 +20,7 @@ cargo build -q -p hydranet-core --no-default-features --features defmt
 echo "== FreeBSD tcp-testsuite (IPv4 scripts; floor in conformance/FLOOR)"
 cargo build -q --release -p hydranet-conformance
 # Failures and the summary are printed; passes and skipped IPv6 scripts are only counted.
-target/release/hydranet-conformance --floor "$(cat conformance/FLOOR)" "$suite" \
+"${CARGO_TARGET_DIR:-target}"/release/hydranet-conformance --floor "$(cat conformance/FLOOR)" "$suite" \
     | grep -v -e '^PASS ' -e '^UNSUPPORTED '
 
 echo "== doc tests"
