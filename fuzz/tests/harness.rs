@@ -200,10 +200,9 @@ fn bug_2_sack_recovery_after_heavy_loss() {
 
 /// Known bug 3 by hand: data reassembled after shutdown(SHUT_RD) is readable. Passes while
 /// the bug is there (run without HYDRANET_FUZZ_AVOID_KNOWN).
+/// Was known bug 3 (data readable after the receive side was shut); fixed, kept as a test.
 #[test]
-#[ignore]
-#[should_panic(expected = "after end of stream")]
-fn known_bug_3_data_after_shutdown_rd() {
+fn fixed_bug_3_data_after_shutdown_rd() {
     two_stacks::run(&[
         NetOp::DeliverAll,
         NetOp::Send {
@@ -246,10 +245,9 @@ fn list_regressions() {
 /// Known bug 5 by hand: out-of-order data is held, the receiver lowers SO_RCVBUF, the hole
 /// fills: bytes beyond the new limit are acknowledged but never readable. Passes while the
 /// bug is there (run without HYDRANET_FUZZ_AVOID_KNOWN).
+/// Was known bug 5 (acknowledged bytes lost after SO_RCVBUF was lowered); fixed, kept as a test.
 #[test]
-#[ignore]
-#[should_panic(expected = "arrived on a clean connection")]
-fn known_bug_5_acked_bytes_lost_after_rcvbuf_lowered() {
+fn fixed_bug_5_acked_bytes_lost_after_rcvbuf_lowered() {
     let mut ops = vec![
         NetOp::DeliverAll,
         NetOp::Send {

@@ -3,6 +3,7 @@
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 
+#[cfg(feature = "alloc")]
 use managed::ManagedSlice;
 
 use crate::netinet::tcp_fsm::TcpState;
