@@ -23,6 +23,9 @@ cargo build -q --release -p hydranet-conformance
 "${CARGO_TARGET_DIR:-target}"/release/hydranet-conformance --floor "$(cat conformance/FLOOR)" "$suite" \
     | grep -v -e '^PASS ' -e '^UNSUPPORTED '
 
+echo "== fuzz regression inputs (every saved crash input replayed)"
+(cd fuzz && cargo test -q --release)
+
 echo "== doc tests"
 cargo test -q --workspace --doc
 
