@@ -20,14 +20,28 @@ fn unimplemented_subcommands_say_so_and_exit_2() {
 
 #[test]
 fn demo_says_what_it_runs_and_fails_on_a_missing_suite() {
+    let dir = std::env::temp_dir().join(format!("hydranet-demo-test-{}", std::process::id()));
     let out = hydranet()
-        .args(["demo", "--suite", "/nonexistent/tcp-testsuite"])
+        .args([
+            "demo",
+            "--size",
+            "300000",
+            "--suite",
+            "/nonexistent/tcp-testsuite",
+            "--out",
+        ])
+        .arg(&dir)
         .output()
         .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout
-        .contains("the replicated demo arrives with issue 4; this runs the conformance suite"));
+    assert!(
+        stdout.contains("running the same scenario in the in-process simulator"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("sha256 equal          yes"), "{stdout}");
+    assert!(stdout.contains("connection resets     0"), "{stdout}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
 }
 
