@@ -2,28 +2,10 @@
 //! written, and mutated copies of passing scripts (a wrong window, flag, sequence number,
 //! option value, errno, timing or an extra expectation) fail against the same core.
 
-use std::path::PathBuf;
+mod common;
+use common::suite;
 
 use hydranet_conformance::{collect_scripts, new_sut, run_text, Outcome};
-
-fn suite() -> Option<PathBuf> {
-    let dir = match std::env::var_os("TCP_TESTSUITE") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/tcp-testsuite"),
-    };
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    let msg = format!(
-        "tcp-testsuite not found at {} (set TCP_TESTSUITE)",
-        dir.display()
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg}");
-    }
-    eprintln!("skipping: {msg}");
-    None
-}
 
 fn script(dir: &std::path::Path, rel: &str) -> String {
     std::fs::read_to_string(dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
