@@ -10,7 +10,7 @@ suite=${HYDRANET_TCP_TESTSUITE:-$(cd .. && pwd)/shared/tcp-testsuite}
 
 echo "== format and lint"
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --features hydranet-core/sim -- -D warnings
 
 echo "== no_std builds of the core"
 cargo build -q -p hydranet-core --no-default-features
@@ -30,4 +30,4 @@ echo "== doc tests"
 cargo test -q --workspace --doc
 
 echo "== tests"
-cargo nextest run --workspace --no-fail-fast
+cargo nextest run --workspace --features hydranet-core/sim --no-fail-fast

@@ -121,7 +121,6 @@ struct FtConn {
     key: ConnKey,
     idx: usize,
     gen: u16,
-    irs: Seq,
     /// Bit `rank`: the backups whose copy the primary waits for.
     quorum: u16,
     /// Per rank: the (rcv_nxt, edge) last reported.
@@ -565,7 +564,10 @@ impl<'a> Host<'a> {
                 self.heard(i, now, from, epoch, flags & 1 != 0);
             }
             if let Some((from, epoch)) = data_from {
-                self.heard(i, now, from, epoch, false);
+                // Only the primary sends DELIVER: such a batch announces its view too (a
+                // detector without heartbeats has no other announcement).
+                let claims = msgs.iter().any(|m| matches!(m, FtMsg::Deliver { .. }));
+                self.heard(i, now, from, epoch, claims);
                 for m in msgs {
                     self.apply_msg(i, now, from, m);
                 }
@@ -588,14 +590,24 @@ impl<'a> Host<'a> {
                 && from != g.primary_rank
                 && g.role == Role::Backup)
         {
-            if epoch > g.epoch {
+            let newer = epoch > g.epoch;
+            if newer {
                 g.epoch = epoch;
                 g.chan.set_epoch(epoch);
+                // A view made by a takeover names its primary (see `takeover_epoch`).
+                if epoch >= 16 {
+                    g.primary_rank = 15 - (epoch & 15) as u8;
+                }
             }
             if claims_primary {
                 g.primary_rank = from;
             }
-            if g.role == Role::Primary && from != g.local_rank && claims_primary {
+            // Anyone in a newer view means ours is over: a primary steps down.
+            if g.role == Role::Primary
+                && from != g.local_rank
+                && (claims_primary || newer)
+                && g.primary_rank != g.local_rank
+            {
                 self.step_down(gi);
             } else {
                 // A new primary needs everyone's progress afresh.
@@ -720,7 +732,6 @@ impl<'a> Host<'a> {
                     key,
                     idx,
                     gen,
-                    irs: so.tp.irs,
                     quorum: if role == Role::Primary {
                         live_backups
                     } else {
@@ -800,7 +811,9 @@ impl<'a> Host<'a> {
                                 }
                             }
                             None => {
-                                let base = c.irs + 1;
+                                // Not heard yet (new connection or a new view): the group is
+                                // known to hold what was delivered.
+                                let base = c.delivered;
                                 if seq_lt(base, ack) {
                                     ack = base;
                                 }
@@ -896,7 +909,17 @@ impl<'a> Host<'a> {
                 }
             }
         }
+        // Forget retransmissions that left the window (a primary sees them too; they
+        // must not keep a timer due forever).
+        while let Some(&t) = g.dup_history.front() {
+            if now.saturating_duration_since(t) > p.retransmit_window() {
+                g.dup_history.pop_front();
+            } else {
+                break;
+            }
+        }
         if g.role == Role::Primary {
+            g.dup_history.clear();
             // Drop dead backups from every quorum.
             let dead: u16 = g
                 .peers
@@ -909,16 +932,20 @@ impl<'a> Host<'a> {
             return;
         }
         // Backup: is the primary suspected?
-        while let Some(&t) = g.dup_history.front() {
-            if now.saturating_duration_since(t) > p.retransmit_window() {
-                g.dup_history.pop_front();
-            } else {
-                break;
-            }
-        }
-        let by_retransmits =
-            p.retransmit_threshold > 0 && g.dup_history.len() as u32 >= p.retransmit_threshold;
         let primary_rank = g.primary_rank;
+        // With heartbeats on, a primary heard within the last interval is alive: client
+        // retransmissions then come from loss on the client's path, not from its death.
+        let heard_lately = p.heartbeat_interval_ms > 0
+            && g.peers.iter().any(|x| {
+                x.rank == primary_rank
+                    && x.last_heard.is_some_and(|t| {
+                        now.saturating_duration_since(t)
+                            <= p.heartbeat_interval() + p.heartbeat_interval()
+                    })
+            });
+        let by_retransmits = p.retransmit_threshold > 0
+            && !heard_lately
+            && g.dup_history.len() as u32 >= p.retransmit_threshold;
         let primary_dead = g
             .peers
             .iter()
@@ -949,7 +976,7 @@ impl<'a> Host<'a> {
         self.stats.takeovers += 1;
         let live = self.live_backup_mask(gi);
         let g = &mut self.groups[gi];
-        let epoch = g.epoch.max(g.chan.highest_epoch_seen()) + 1;
+        let epoch = takeover_epoch(g.epoch.max(g.chan.highest_epoch_seen()), g.local_rank);
         g.epoch = epoch;
         g.chan.set_epoch(epoch);
         g.role = Role::Primary;
@@ -972,11 +999,17 @@ impl<'a> Host<'a> {
             // Until the remaining backups report, acknowledge no more than the group was
             // known to hold.
             so.tp.ft.ack_limit = if live != 0 { Some(delivered) } else { None };
-            so.tp.ft.edge_limit = None;
+            // The backups' edges are unknown until they report: advertise nothing new.
+            so.tp.ft.edge_limit = if live != 0 { Some(delivered) } else { None };
             self.stack.tcp_takeover(idx, now, bump);
         }
-        // Announce the new view at once.
-        self.groups[gi].next_heartbeat = now;
+        // Announce the new view at once (periodic heartbeats do it from now on; without them
+        // this one, then every DELIVER batch, does).
+        let g = &mut self.groups[gi];
+        g.next_heartbeat = now;
+        if g.params.heartbeat_interval_ms == 0 {
+            let _ = g.chan.heartbeat(now, &[g.local_rank, 1]);
+        }
     }
 
     fn step_down(&mut self, gi: usize) {
@@ -1149,6 +1182,14 @@ impl<'a> Host<'a> {
             }
         }
     }
+}
+
+/// The epoch a replica of rank `rank` takes over with, above every epoch `seen`. Epochs are
+/// numbered in rounds of 16 and the lower rank gets the higher number within a round, so two
+/// replicas that take over at once never share an epoch: the lower rank wins and the other
+/// steps down when it hears it.
+fn takeover_epoch(seen: u32, rank: u8) -> u32 {
+    ((seen >> 4) + 1).saturating_mul(16) + (15 - rank.min(15) as u32)
 }
 
 /// Appends a message to the batch for `to`, flushing nothing: `poll_transmit` sends batches.

@@ -253,7 +253,7 @@ pub fn tcp_send_challenge_ack(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>) {
         }
         tp.t_challenge_ack_cnt += 1;
     }
-    let (ack, seq) = (tp.rcv_nxt, tp.snd_nxt);
+    let (ack, seq) = (tp.ack_point(), tp.snd_nxt);
     tcp_respond(so, ctx, ack, seq, TcpFlags::ACK);
     so.tp.last_ack_sent = ack;
 }
@@ -276,7 +276,7 @@ pub fn tcp_close(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>) {
 /// `tcp_drop`: abort with `errno`, telling the peer with a RST if it knows of us.
 pub fn tcp_drop(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>, errno: Option<Errno>) {
     if so.tp.t_state.have_rcvd_syn() {
-        let (ack, seq) = (so.tp.rcv_nxt, so.tp.snd_max);
+        let (ack, seq) = (so.tp.ack_point(), so.tp.snd_max);
         let tp = &so.tp;
         let ts = if tp.has_flag(tf::RCVD_TSTMP) {
             Some((ctx.ticks().wrapping_add(tp.ts_offset), tp.ts_recent))
@@ -1417,7 +1417,7 @@ pub fn tcp_twcheck(so: &mut Socket<'_>, seg: &Seg<'_>, ctx: &mut TcpCtx<'_>) -> 
         || seg.th_seq != so.tp.rcv_nxt
         || seg.th_ack != so.tp.snd_nxt
     {
-        let (ack, seq) = (so.tp.rcv_nxt, so.tp.snd_nxt);
+        let (ack, seq) = (so.tp.ack_point(), so.tp.snd_nxt);
         tcp_respond(so, ctx, ack, seq, TcpFlags::ACK);
     }
     false

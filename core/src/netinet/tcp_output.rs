@@ -496,10 +496,7 @@ pub fn tcp_output(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>, buf: &mut [u8]) -> 
     // ---- receive window ----
     // The acknowledgement is rcv_nxt, unless the FT layer holds it back to what every replica
     // has; the advertised right edge never moves left and never passes the group's smallest.
-    let ack_point = match tp.ft.ack_limit {
-        Some(l) if seq_lt(l, tp.rcv_nxt) => l,
-        _ => tp.rcv_nxt,
-    };
+    let ack_point = tp.ack_point();
     let mut recwin = recwin_raw;
     if recwin < hiwat / 4 && recwin < tp.t_maxseg {
         recwin = 0;
@@ -510,7 +507,9 @@ pub fn tcp_output(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>, buf: &mut [u8]) -> 
             right = e;
         }
     }
-    if seq_gt(tp.rcv_adv, right) {
+    // deviation: under an FT edge limit the window may shrink to the group's smallest edge
+    // (RFC 793 discourages shrinking; the design requires the group's bound).
+    if tp.ft.edge_limit.is_none() && seq_gt(tp.rcv_adv, right) {
         right = tp.rcv_adv;
     }
     let recwin = if seq_gt(right, ack_point) {

@@ -218,7 +218,7 @@ pub fn tcp_timer_fire(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>, kind: TimerKind
                 }
                 // A probe one byte left of the window forces the peer to answer.
                 ctx.stat.keepprobe += 1;
-                let (ack, seq) = (so.tp.rcv_nxt, so.tp.snd_una - 1);
+                let (ack, seq) = (so.tp.ack_point(), so.tp.snd_una - 1);
                 tcp_respond(so, ctx, ack, seq, TcpFlags::ACK);
                 let t = keepintvl(so, cfg);
                 so.tp.t_timers.activate(TimerKind::Keep, ctx.now, t);

@@ -229,6 +229,14 @@ impl TcpCb {
             }
         }
     }
+    /// The acknowledgement this connection may send: `rcv_nxt`, or less while the FT layer
+    /// holds it back (every segment and reply uses this, not `rcv_nxt`).
+    pub fn ack_point(&self) -> Seq {
+        match self.ft.ack_limit {
+            Some(l) if crate::netinet::tcp_seq::seq_lt(l, self.rcv_nxt) => l,
+            _ => self.rcv_nxt,
+        }
+    }
     /// `tcp_maxseg`: the payload a full segment carries once the options every segment has
     /// (timestamps) are taken off `t_maxseg`.
     pub fn maxseg(&self) -> u32 {

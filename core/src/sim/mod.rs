@@ -7,6 +7,7 @@
 //! channel can be partitioned. After every step the five invariants of DESIGN.md section 4
 //! are checked (see [`Sim::check`]).
 
+pub mod schedule;
 pub mod service;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -49,6 +50,8 @@ pub struct LinkFaults {
     pub reorder_pct: u8,
     /// Extra delay added to reordered packets.
     pub reorder_delay_us: u64,
+    /// Every packet is delayed by a further uniform 0..=`jitter_us` (0: none).
+    pub jitter_us: u64,
 }
 
 /// The simulated network's settings.
@@ -134,6 +137,19 @@ pub struct Sim {
     /// Segments the client received with RST.
     pub client_resets: u64,
     pub steps: u64,
+    /// When set, the client is not `self.client` but an external TCP (e.g. smoltcp) driven
+    /// by the test: packets for the client collect in `client_inbox`, the test injects the
+    /// client's packets with [`Sim::inject_from_client`] and names its next timer in
+    /// `client_wakeup`.
+    pub external_client: bool,
+    pub client_inbox: Vec<Vec<u8>>,
+    pub client_wakeup: Option<Instant>,
+    /// Per host pair (lower index first), the end of the latest ack-channel partition.
+    partition_end: Vec<Instant>,
+    /// When set, every ack-channel packet a host emits is copied here as
+    /// (from, to, IPv4 packet): what an eavesdropper on that link sees.
+    pub tap_chan: bool,
+    pub chan_tap: Vec<(usize, usize, Vec<u8>)>,
 }
 
 fn xorshift(x: &mut u64) -> u64 {
@@ -219,7 +235,61 @@ impl Sim {
             epochs: vec![0; n],
             client_resets: 0,
             steps: 0,
+            external_client: false,
+            client_inbox: Vec::new(),
+            client_wakeup: None,
+            partition_end: vec![Instant::ZERO; n * n],
+            tap_chan: false,
+            chan_tap: Vec::new(),
         }
+    }
+
+    /// An attacker on the network hands host `to` an arbitrary IPv4 packet now.
+    pub fn inject_to_host(&mut self, to: usize, pkt: Vec<u8>) {
+        self.order += 1;
+        self.inflight.push(InFlight {
+            at: self.now,
+            order: self.order,
+            to: Node::Host(to),
+            from: Node::Redirector,
+            pkt,
+        });
+    }
+
+    /// A packet the external client sends (see [`Sim::external_client`]).
+    pub fn inject_from_client(&mut self, pkt: Vec<u8>) {
+        self.emit(Node::Client, pkt);
+    }
+
+    /// Whether any ack-channel partition is in force or healed less than `settle` ago.
+    pub fn partition_recent(&self, settle: Duration) -> bool {
+        self.partition_end
+            .iter()
+            .any(|&e| e != Instant::ZERO && self.now < e + settle)
+    }
+
+    /// Whether hosts `a` and `b` were cut from each other less than `settle` ago.
+    fn pair_partition_recent(&self, a: usize, b: usize, settle: Duration) -> bool {
+        let n = self.hosts.len();
+        let e = self.partition_end[a.min(b) * n + a.max(b)];
+        e != Instant::ZERO && self.now < e + settle
+    }
+
+    /// The time after a view change (or a healed partition) within which two replicas may
+    /// still both transmit: the detector's reaction time plus a round trip on the channel.
+    pub fn settle_time(&self) -> Duration {
+        let d = &self.cfg.detector;
+        let hb = if d.heartbeat_interval_ms > 0 {
+            d.heartbeat_timeout() + d.heartbeat_interval()
+        } else {
+            Duration::ZERO
+        };
+        let rx = if d.retransmit_threshold > 0 {
+            d.retransmit_window()
+        } else {
+            Duration::ZERO
+        };
+        hb.max(rx) + self.cfg.d_host_host + self.cfg.d_host_host + Duration::from_millis(10)
     }
 
     fn rand_pct(&mut self) -> u8 {
@@ -234,8 +304,16 @@ impl Sim {
     }
 
     /// Cuts the ack channel between hosts `a` and `b` for `d`.
+    /// The cut heals by itself when `d` has passed; frames sent meanwhile are lost (the
+    /// channel's retransmissions repair that after the heal).
     pub fn partition(&mut self, a: usize, b: usize, d: Duration) {
-        self.partitions.push((a, b, self.now + d));
+        let until = self.now + d;
+        self.partitions.push((a, b, until));
+        let n = self.hosts.len();
+        if a < n && b < n {
+            let e = &mut self.partition_end[a.min(b) * n + a.max(b)];
+            *e = (*e).max(until);
+        }
     }
 
     /// The host currently acting as primary (the live one with the highest epoch claiming it).
@@ -259,6 +337,10 @@ impl Sim {
         };
         for _ in 0..copies {
             let mut at = self.now + delay;
+            if faults.jitter_us > 0 {
+                let j = xorshift(&mut self.rng) % (faults.jitter_us + 1);
+                at += Duration::from_micros(j);
+            }
             if self.rand_pct() < faults.reorder_pct {
                 at += Duration::from_micros(faults.reorder_delay_us.max(1));
             }
@@ -273,7 +355,9 @@ impl Sim {
         }
     }
 
-    fn partitioned(&self, a: usize, b: usize) -> bool {
+    fn partitioned(&mut self, a: usize, b: usize) -> bool {
+        let now = self.now;
+        self.partitions.retain(|p| now < p.2);
         self.partitions
             .iter()
             .any(|&(x, y, until)| ((x, y) == (a, b) || (x, y) == (b, a)) && self.now < until)
@@ -281,6 +365,14 @@ impl Sim {
 
     /// Routes a packet a node emitted.
     fn emit(&mut self, from: Node, pkt: Vec<u8>) {
+        if std::env::var_os("HYDRANET_TRACE_PACKETS").is_some() {
+            std::eprintln!(
+                "{:>9} {:?} emits {}",
+                self.now.total_micros(),
+                from,
+                summary(&pkt)
+            );
+        }
         let Ok((ip, _)) = ipv4::Ipv4Header::parse(&pkt) else {
             return;
         };
@@ -297,6 +389,9 @@ impl Sim {
                     let f = self.cfg.client_links;
                     self.send(from, Node::Client, d, f, &pkt);
                 } else if let Some(j) = (0..self.hosts.len()).find(|&j| host_addr(j) == ip.dst) {
+                    if self.tap_chan {
+                        self.chan_tap.push((i, j, pkt.clone()));
+                    }
                     if self.partitioned(i, j) {
                         return;
                     }
@@ -319,9 +414,65 @@ impl Sim {
             );
             self.violate(5, what);
         }
+        // Invariant 1, as the segment leaves: its acknowledgement is held by every live
+        // replica that has the connection, and its window reaches no further than any of
+        // their buffers (a replica cut from the sender by a partition is not live to it).
+        let settle = self.settle_time();
+        if let Ok((ip, seg)) = ipv4::Ipv4Header::parse(pkt) {
+            if let Ok(t) = wtcp::parse_segment(seg, ip.src, ip.dst, false) {
+                let h = &t.header;
+                if h.flags.contains(wtcp::TcpFlags::ACK) && !h.flags.contains(wtcp::TcpFlags::RST) {
+                    let ack = Seq(h.ack);
+                    let syn = h.flags.contains(wtcp::TcpFlags::SYN);
+                    let scale = self.hosts[i]
+                        .host
+                        .stack
+                        .sockets
+                        .iter()
+                        .find(|s| s.in_use && s.inp.faddr == CLIENT && s.inp.fport == h.dst_port)
+                        .map_or(0, |s| s.tp.rcv_scale);
+                    let wnd = if syn {
+                        h.window as u32
+                    } else {
+                        (h.window as u32) << scale
+                    };
+                    let mut found = Vec::new();
+                    for (j, hj) in self.hosts.iter().enumerate() {
+                        if j == i || !hj.alive || self.pair_partition_recent(i, j, settle) {
+                            continue;
+                        }
+                        for s in hj.host.stack.sockets.iter() {
+                            if !(s.in_use
+                                && s.inp.faddr == CLIENT
+                                && s.inp.fport == h.dst_port
+                                && s.inp.lport == SERVICE_PORT
+                                && s.tp.t_state.have_rcvd_syn())
+                            {
+                                continue;
+                            }
+                            if seq_gt(ack, s.tp.rcv_nxt) {
+                                found.push(format!(
+                                    "host {i} acks {} to client port {} but live host {j} holds only {}",
+                                    ack.0, h.dst_port, s.tp.rcv_nxt.0
+                                ));
+                            }
+                            let edge = s.tp.rcv_nxt + s.so_rcv.space() as u32;
+                            if !syn && seq_gt(ack + wnd, edge) {
+                                found.push(format!(
+                                    "host {i} advertises edge {} to client port {} beyond host {j}'s {}",
+                                    (ack + wnd).0, h.dst_port, edge.0
+                                ));
+                            }
+                        }
+                    }
+                    for f in found {
+                        self.violate(1, f);
+                    }
+                }
+            }
+        }
         // Invariant 4: after a view change settles, only one replica transmits.
-        let settle = self.cfg.detector.heartbeat_timeout() + self.cfg.detector.heartbeat_timeout();
-        if self.now > self.last_view_change + settle {
+        if self.now > self.last_view_change + settle && !self.partition_recent(settle) {
             let window = self
                 .cfg
                 .detector
@@ -367,7 +518,11 @@ impl Sim {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         };
-        consider(self.client.poll_timeout());
+        if self.external_client {
+            consider(self.client_wakeup.take());
+        } else {
+            consider(self.client.poll_timeout());
+        }
         for h in self.hosts.iter().filter(|h| h.alive) {
             consider(h.host.poll_timeout());
         }
@@ -388,7 +543,9 @@ impl Sim {
             self.deliver(p);
         }
         let now = self.now;
-        self.client.handle_timeout(now);
+        if !self.external_client {
+            self.client.handle_timeout(now);
+        }
         for h in self.hosts.iter_mut().filter(|h| h.alive) {
             h.host.handle_timeout(now);
         }
@@ -405,12 +562,34 @@ impl Sim {
             Node::Client => {
                 if let Ok((ip, seg)) = ipv4::Ipv4Header::parse(&p.pkt) {
                     if let Ok(t) = wtcp::parse_segment(seg, ip.src, ip.dst, false) {
-                        if t.header.flags.contains(wtcp::TcpFlags::RST) {
+                        // A RST answering a duplicate ACK after the connection finished (the
+                        // client sits in TIME_WAIT, or already closed it) is ordinary TCP and
+                        // harmless (RFC 1337): only a RST that reaches a live connection counts.
+                        let live = self.client.sockets.iter().any(|s| {
+                            s.in_use
+                                && s.inp.lport == t.header.dst_port
+                                && s.inp.fport == t.header.src_port
+                                && !matches!(s.tp.t_state, TcpState::TimeWait | TcpState::Closed)
+                        });
+                        if t.header.flags.contains(wtcp::TcpFlags::RST) && live {
                             self.client_resets += 1;
+                            if self.client_resets <= 4 {
+                                let what = format!(
+                                    "client got a reset at {} us from {:?}: {}",
+                                    self.now.total_micros(),
+                                    p.from,
+                                    summary(&p.pkt)
+                                );
+                                self.violate(2, what);
+                            }
                         }
                     }
                 }
-                self.client.handle_packet(now, &p.pkt);
+                if self.external_client {
+                    self.client_inbox.push(p.pkt);
+                } else {
+                    self.client.handle_packet(now, &p.pkt);
+                }
             }
             Node::Redirector => {
                 let mut copies: Vec<(Ipv4Addr, Vec<u8>)> = Vec::new();
@@ -441,7 +620,10 @@ impl Sim {
         let now = self.now;
         let mut out: Vec<(Node, Vec<u8>)> = Vec::new();
         let mut buf = std::mem::take(&mut self.buf);
-        while let Some(n) = self.client.poll_transmit(now, &mut buf) {
+        while !self.external_client {
+            let Some(n) = self.client.poll_transmit(now, &mut buf) else {
+                break;
+            };
             out.push((Node::Client, buf[..n].to_vec()));
         }
         for (i, h) in self.hosts.iter_mut().enumerate() {
@@ -487,7 +669,13 @@ impl Sim {
         // 1: every byte the client had acknowledged is held by every live replica that has
         //    the connection.
         let mut found = Vec::new();
-        for s in self.client.sockets.iter() {
+        let recent = self.partition_recent(self.settle_time());
+        for s in self
+            .client
+            .sockets
+            .iter()
+            .filter(|_| !self.external_client && !recent)
+        {
             if !s.in_use || s.inp.fport != SERVICE_PORT || !s.tp.t_state.have_established() {
                 continue;
             }
@@ -515,21 +703,26 @@ impl Sim {
         for f in found {
             self.violate(1, f);
         }
-        // 3: each backup's service state is a prefix of the primary's delivery history.
-        if let Some(p) = self.primary() {
-            let reference = self.hosts[p].service.history.clone();
-            for (i, h) in self.hosts.iter().enumerate() {
-                if i == p || !h.alive {
+        // 3: every two live replicas read the same client bytes in the same order across
+        //    connections: one's history is a prefix of the other's.
+        let mut bad = Vec::new();
+        for i in 0..self.hosts.len() {
+            for j in i + 1..self.hosts.len() {
+                if !self.hosts[i].alive || !self.hosts[j].alive {
                     continue;
                 }
-                let hist = &h.service.history;
-                let n = hist.len().min(reference.len());
-                if hist[..n] != reference[..n] {
-                    let what = format!("host {i}'s delivery order diverges from primary {p}'s");
-                    self.violate(3, what);
-                    break;
+                if !service::histories_agree(
+                    &self.hosts[i].service.history,
+                    &self.hosts[j].service.history,
+                ) {
+                    bad.push(format!(
+                        "hosts {i} and {j} read client data in different orders"
+                    ));
                 }
             }
+        }
+        if let Some(b) = bad.into_iter().next() {
+            self.violate(3, b);
         }
     }
 

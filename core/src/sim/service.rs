@@ -45,18 +45,61 @@ pub struct Service {
     conns: Vec<Conn>,
     kv: BTreeMap<Vec<u8>, Vec<u8>>,
     counter: u64,
-    /// A fingerprint per delivery, in the order the service saw them (invariant 3 compares
-    /// replicas' histories).
-    pub history: Vec<u64>,
+    /// The client data the service read, in the order it read it, as runs of one
+    /// connection's bytes (invariant 3 compares replicas' histories; how the bytes were cut
+    /// into reads does not matter, their order across connections does).
+    pub history: Vec<HistEntry>,
 }
 
-fn fnv(h: u64, bytes: &[u8]) -> u64 {
-    let mut h = h;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
+/// One run of a service's input history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HistEntry {
+    /// Bytes of the connection from client port `.0`.
+    Data(u16, Vec<u8>),
+    /// End of stream of the connection from client port `.0`.
+    Eof(u16),
+}
+
+/// Whether one of two histories is a prefix of the other, looking only at the connections
+/// both have seen (a replica that missed a handshake never has that connection).
+pub fn histories_agree(a: &[HistEntry], b: &[HistEntry]) -> bool {
+    let port = |e: &HistEntry| match e {
+        HistEntry::Data(p, _) | HistEntry::Eof(p) => *p,
+    };
+    let pa: std::collections::BTreeSet<u16> = a.iter().map(port).collect();
+    let pb: std::collections::BTreeSet<u16> = b.iter().map(port).collect();
+    let flat = |h: &[HistEntry], other: &std::collections::BTreeSet<u16>| {
+        let mut out: Vec<HistEntry> = Vec::new();
+        for e in h.iter().filter(|e| other.contains(&port(e))) {
+            match (out.last_mut(), e) {
+                (Some(HistEntry::Data(p, v)), HistEntry::Data(q, w)) if p == q => {
+                    v.extend_from_slice(w)
+                }
+                _ => out.push(e.clone()),
+            }
+        }
+        out
+    };
+    let fa = flat(a, &pb);
+    let fb = flat(b, &pa);
+    let (s, l) = if fa.len() <= fb.len() {
+        (fa, fb)
+    } else {
+        (fb, fa)
+    };
+    for (i, e) in s.iter().enumerate() {
+        let last = i + 1 == s.len();
+        match (e, &l[i]) {
+            (x, y) if x == y => {}
+            (HistEntry::Data(p, v), HistEntry::Data(q, w)) if last && p == q => {
+                if !w.starts_with(v) && !v.starts_with(w) {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
     }
-    h
+    true
 }
 
 impl Service {
@@ -96,8 +139,8 @@ impl Service {
                 match host.recv_delivered(now, d.handle, d.upto, &mut buf) {
                     Ok(0) => {
                         self.conns[ci].eof = true;
-                        let port = self.conns[ci].port as u64;
-                        self.history.push(fnv(port ^ 0xe0f, b"EOF"));
+                        let port = self.conns[ci].port;
+                        self.history.push(HistEntry::Eof(port));
                         break;
                     }
                     Ok(n) => {
@@ -134,8 +177,10 @@ impl Service {
 
     fn process(&mut self, ci: usize, chunk: &[u8]) {
         let port = self.conns[ci].port;
-        self.history
-            .push(fnv(fnv(0xcbf2_9ce4_8422_2325, &port.to_be_bytes()), chunk));
+        match self.history.last_mut() {
+            Some(HistEntry::Data(p, v)) if *p == port => v.extend_from_slice(chunk),
+            _ => self.history.push(HistEntry::Data(port, chunk.to_vec())),
+        }
         match self.kind {
             ServiceKind::Echo => self.conns[ci].out.extend(chunk.iter().copied()),
             ServiceKind::Bulk { .. } => {}
