@@ -136,7 +136,7 @@ fn failover_latency_table() {
             },
         ),
         (
-            "client retransmissions only (3 in 500 ms)",
+            "client retransmissions only (2 in 1 s)",
             DetectorParams {
                 heartbeat_interval_ms: 0,
                 ..DetectorParams::default()

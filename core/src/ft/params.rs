@@ -33,12 +33,13 @@ pub struct DetectorParams {
 }
 
 impl Default for DetectorParams {
-    /// The default detector: heartbeats every 10 ms, dead after 30 ms of silence, and three
-    /// client retransmissions within 500 ms.
+    /// The default detector: heartbeats every 10 ms, dead after 30 ms of silence, and two
+    /// client retransmissions within a second (a client's RTO is at least about 200 ms and
+    /// doubles, so a dead primary shows as two retransmissions within ~700 ms).
     fn default() -> Self {
         DetectorParams {
-            retransmit_threshold: 3,
-            retransmit_window_ms: 500,
+            retransmit_threshold: 2,
+            retransmit_window_ms: 1000,
             heartbeat_interval_ms: 10,
             heartbeat_timeout_ms: 30,
         }
