@@ -143,52 +143,7 @@ fn long_run_of_random_schedules() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let threads = std::thread::available_parallelism()
-        .map_or(4, |p| p.get())
-        .min(16) as u64;
-    let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let failed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(u64, String)>::new()));
-    let workers: Vec<_> = (0..threads)
-        .map(|_| {
-            let next = next.clone();
-            let failed = failed.clone();
-            std::thread::Builder::new()
-                .stack_size(64 << 20)
-                .spawn(move || loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= n {
-                        break;
-                    }
-                    let seed = base + i;
-                    let s = Schedule::random(seed);
-                    let o = s.run();
-                    if !o.ok() {
-                        let first = o
-                            .violations
-                            .first()
-                            .map(|v| {
-                                format!(
-                                    "inv {} at {} ms: {}",
-                                    v.invariant,
-                                    v.at.total_millis(),
-                                    v.what
-                                )
-                            })
-                            .unwrap_or_default();
-                        failed
-                            .lock()
-                            .unwrap()
-                            .push((seed, format!("{:?}: {first}", s.workload)));
-                    }
-                })
-                .unwrap()
-        })
-        .collect();
-    for w in workers {
-        w.join().unwrap();
-    }
-    let mut failed = failed.lock().unwrap().clone();
-    failed.sort();
+    let failed = run_seeds(base..base + n);
     println!(
         "long run: {n} schedules ran (seeds {base}..{}), {} failed",
         base + n,
