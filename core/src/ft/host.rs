@@ -36,6 +36,8 @@ pub const MAX_FT_CONNS: usize = 64;
 pub const MAX_REDIRECTORS: usize = 4;
 /// Deliveries waiting for the service.
 pub const MAX_DELIVERIES: usize = 256;
+/// How often a backup repeats an unchanged progress report.
+const PROGRESS_REFRESH: Duration = Duration::from_millis(50);
 /// Client retransmissions remembered for the detector.
 const DUP_HISTORY: usize = 32;
 /// How far a new primary moves its timestamp clock forward beyond the last value it saw
@@ -129,6 +131,10 @@ struct FtConn {
     delivered: Seq,
     /// Backup: last (rcv_nxt, edge) reported to the primary.
     reported: Option<(Seq, Seq)>,
+    /// When that report left: an unchanged state is repeated now and then, because the
+    /// primary drops a report for a connection it does not have yet (its copy of the
+    /// handshake may arrive after the backups').
+    reported_at: Instant,
     last_dupsegs: u32,
 }
 
@@ -740,6 +746,7 @@ impl<'a> Host<'a> {
                     progress: [None; MAX_REPLICAS],
                     delivered: irs1,
                     reported: None,
+                    reported_at: Instant::ZERO,
                     last_dupsegs: so.tp.t_rcvdupsegs,
                 };
                 if self.groups[gi].conns.push(conn).is_err() {
@@ -1142,7 +1149,8 @@ impl<'a> Host<'a> {
                         continue;
                     }
                     let now_state = (so.tp.rcv_nxt, so.tp.rcv_nxt + so.so_rcv.space() as u32);
-                    if c.reported == Some(now_state) {
+                    let refresh = now.saturating_duration_since(c.reported_at) >= PROGRESS_REFRESH;
+                    if c.reported == Some(now_state) && !refresh {
                         continue;
                     }
                     let mut b = [0u8; MSG_LEN];
@@ -1171,6 +1179,7 @@ impl<'a> Host<'a> {
                     g.outbox[r].clear();
                     for (ci, st) in reported {
                         g.conns[ci].reported = Some(st);
+                        g.conns[ci].reported_at = now;
                         self.stats.progress_sent += 1;
                     }
                 }

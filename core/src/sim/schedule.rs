@@ -386,6 +386,30 @@ impl Schedule {
                 what: e,
             });
         }
+        if trace {
+            for (i, h) in sim.hosts.iter().enumerate() {
+                eprintln!(
+                    "host {i} alive {} role {:?} {:?}",
+                    h.alive,
+                    h.host.role(super::ORIGIN, super::SERVICE_PORT),
+                    h.host.stats
+                );
+                for so in h.host.stack.sockets.iter().filter(|s| s.in_use) {
+                    eprintln!(
+                        "  {}:{} {:?} rcv_nxt {} ack_limit {:?} read_limit {:?} muted {} sbrcv {}",
+                        so.inp.faddr,
+                        so.inp.fport,
+                        so.tp.t_state,
+                        so.tp.rcv_nxt.0,
+                        so.tp.ft.ack_limit.map(|x| x.0),
+                        so.tp.ft.read_limit.map(|x| x.0),
+                        so.tp.ft.muted,
+                        so.so_rcv.len()
+                    );
+                }
+                eprintln!("  syncache {}", h.host.stack.syncache.entries.len());
+            }
+        }
         Outcome {
             violations: sim.violations.clone(),
             steps: sim.steps,
