@@ -824,6 +824,11 @@ impl<'a> Host<'a> {
                                 if seq_lt(base, ack) {
                                     ack = base;
                                 }
+                                // Its buffer is unknown too: open no window beyond what it
+                                // is known to have taken.
+                                if seq_lt(base, edge_min) {
+                                    edge_min = base;
+                                }
                             }
                         }
                     }

@@ -213,7 +213,18 @@ pub fn tcp_respond(so: &Socket<'_>, ctx: &mut TcpCtx<'_>, ack: Seq, seq: Seq, fl
     let win = if flags.contains(TcpFlags::RST) {
         0
     } else {
-        let w = (so.so_rcv.space() as u32) >> tp.rcv_scale;
+        // The right edge: our buffer's, but never past the FT layer's bound for the group.
+        let mut right = tp.rcv_nxt + so.so_rcv.space() as u32;
+        if let Some(e) = tp.ft.edge_limit {
+            if seq_lt(e, right) {
+                right = e;
+            }
+        }
+        let w = if seq_gt(right, ack) {
+            (right - ack) >> tp.rcv_scale
+        } else {
+            0
+        };
         w.min(65535) as u16
     };
     let ts = if tp.has_flag(tf::RCVD_TSTMP) && !flags.contains(TcpFlags::RST) {
