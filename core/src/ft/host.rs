@@ -513,19 +513,15 @@ impl<'a> Host<'a> {
 
     fn chan_input(&mut self, now: Instant, from: Ipv4Addr, frame: &[u8]) {
         self.stats.chan_in += 1;
-        let Some(gi) = self
-            .groups
-            .iter()
-            .position(|g| g.peers.iter().any(|p| p.addr == from))
-        else {
-            self.stats.chan_malformed += 1;
-            return;
-        };
         // Several groups may share a peer host; try each that does until one authenticates.
         let candidates: heapless::Vec<usize, MAX_GROUPS> = (0..self.groups.len())
             .filter(|&i| self.groups[i].peers.iter().any(|p| p.addr == from))
             .collect();
-        let _ = gi;
+        if candidates.is_empty() {
+            // Not a member of any group here.
+            self.stats.chan_malformed += 1;
+            return;
+        }
         for i in candidates {
             let mut msgs: heapless::Vec<FtMsg, { MAX_PAYLOAD / MSG_LEN }> = heapless::Vec::new();
             let mut hb: Option<(u8, u32, u8)> = None;

@@ -131,14 +131,6 @@ pub fn tcp_setpersist(tp: &mut TcpCb, cfg: &TcpSysctl, now: Instant) {
     }
 }
 
-/// The receive window we can offer: buffer space, less nothing (no mbuf accounting here).
-pub fn recv_space(so: &Socket<'_>) -> u32 {
-    if so.so_rcv_cantrcvmore && so.tp.t_state.have_rcvd_fin() {
-        return so.so_rcv.space() as u32;
-    }
-    so.so_rcv.space() as u32
-}
-
 /// Result of one `tcp_output` call.
 pub enum Output {
     /// A segment of this many bytes is in the buffer; `more` when FreeBSD would `goto again`.
