@@ -323,21 +323,7 @@ impl Sut for CoreSut {
     }
 
     fn tcpdrop_state(&mut self, now_us: u64, state: u8) -> Option<()> {
-        let st = [
-            TcpState::Closed,
-            TcpState::Listen,
-            TcpState::SynSent,
-            TcpState::SynReceived,
-            TcpState::Established,
-            TcpState::CloseWait,
-            TcpState::FinWait1,
-            TcpState::Closing,
-            TcpState::LastAck,
-            TcpState::FinWait2,
-            TcpState::TimeWait,
-        ]
-        .get(state as usize)
-        .copied()?;
+        let st = TcpState::from_number(state)?;
         self.stack.drop_state(Self::now(now_us), st);
         Some(())
     }

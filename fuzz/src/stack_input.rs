@@ -744,20 +744,7 @@ impl Harness {
                 }
             },
             Op::DropState(s) => {
-                const STATES: [TcpState; 11] = [
-                    TcpState::Closed,
-                    TcpState::Listen,
-                    TcpState::SynSent,
-                    TcpState::SynReceived,
-                    TcpState::Established,
-                    TcpState::CloseWait,
-                    TcpState::FinWait1,
-                    TcpState::Closing,
-                    TcpState::LastAck,
-                    TcpState::FinWait2,
-                    TcpState::TimeWait,
-                ];
-                let state = STATES[usize::from(s) % STATES.len()];
+                let state = TcpState::ALL[usize::from(s) % TcpState::ALL.len()];
                 if state != TcpState::Listen && state != TcpState::Closed {
                     black_box(self.stack.drop_state(self.now, state));
                 }

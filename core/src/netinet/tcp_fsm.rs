@@ -20,6 +20,26 @@ pub enum TcpState {
 }
 
 impl TcpState {
+    /// Every state, indexed by its FreeBSD number.
+    pub const ALL: [TcpState; 11] = [
+        TcpState::Closed,
+        TcpState::Listen,
+        TcpState::SynSent,
+        TcpState::SynReceived,
+        TcpState::Established,
+        TcpState::CloseWait,
+        TcpState::FinWait1,
+        TcpState::Closing,
+        TcpState::LastAck,
+        TcpState::FinWait2,
+        TcpState::TimeWait,
+    ];
+
+    /// The state with FreeBSD's number `n` (`TCPS_*`, as `tcpi_state` reports it).
+    pub fn from_number(n: u8) -> Option<TcpState> {
+        Self::ALL.get(n as usize).copied()
+    }
+
     /// `TCPS_HAVERCVDSYN`: a SYN has been received from the peer.
     pub fn have_rcvd_syn(self) -> bool {
         self >= TcpState::SynReceived
