@@ -1,8 +1,9 @@
 //! Binding to network devices that implement [`embassy_net_driver::Driver`].
 //!
-//! The core is sans-IO; [`poll_device`] is the glue that pumps packets between one device and a
-//! [`Stack`]: every packet the device has is fed to [`Stack::handle_packet`], due timers run, and
-//! the stack's output goes to the device for as long as the device offers transmit tokens.
+//! The core is sans-IO; [`poll_device`] is the glue that pumps packets between one device and an
+//! [`IpCore`] — a plain [`Stack`] or an FT [`Host`]: every packet the device has is fed to its
+//! `handle_packet`, due timers run, and its output goes to the device for as long as the
+//! device offers transmit tokens.
 //!
 //! The device must carry raw IPv4 ([`HardwareAddress::Ip`], e.g. a `tun` interface, PPP or an
 //! IP-native modem): the core has no link layer, so an Ethernet or 802.15.4 device is refused
@@ -37,8 +38,64 @@ use core::task::Context;
 
 use embassy_net_driver::{Driver, HardwareAddress, LinkState, RxToken, TxToken};
 
+use crate::ft::host::Host;
 use crate::stack::Stack;
 use crate::time::Instant;
+
+/// What [`poll_device`] drives: anything that takes IPv4 packets in and gives packets and
+/// timer deadlines out in the sans-IO shape. A plain [`Stack`] and an FT [`Host`] (its stack
+/// plus the replication layer beside it) both are one, so one device binding serves a client,
+/// a server and a replica alike.
+pub trait IpCore {
+    fn mtu(&self) -> u32;
+    fn set_mtu(&mut self, mtu: u32);
+    fn handle_packet(&mut self, now: Instant, packet: &[u8]);
+    fn handle_timeout(&mut self, now: Instant);
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize>;
+}
+
+impl IpCore for Stack<'_> {
+    fn mtu(&self) -> u32 {
+        Stack::mtu(self)
+    }
+    fn set_mtu(&mut self, mtu: u32) {
+        Stack::set_mtu(self, mtu)
+    }
+    fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
+        Stack::handle_packet(self, now, packet)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Stack::handle_timeout(self, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Stack::poll_timeout(self)
+    }
+    fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        Stack::poll_transmit(self, now, buf)
+    }
+}
+
+impl IpCore for Host<'_> {
+    fn mtu(&self) -> u32 {
+        self.stack.mtu()
+    }
+    fn set_mtu(&mut self, mtu: u32) {
+        self.stack.set_mtu(mtu)
+    }
+    fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
+        Host::handle_packet(self, now, packet)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Host::handle_timeout(self, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Host::poll_timeout(self)
+    }
+    fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        Host::poll_transmit(self, now, buf)
+    }
+}
 
 /// The smallest MTU IPv4 allows every link to carry (RFC 791).
 pub const MIN_MTU: usize = 68;
@@ -166,8 +223,8 @@ pub fn check_device<D: Driver>(dev: &D, scratch_len: usize) -> Result<usize, Dri
 ///
 /// Step 2 drains the device, so a device that is fed faster than the stack processes keeps
 /// the call busy; bound the device's queue if that matters.
-pub fn poll_device<D: Driver>(
-    stack: &mut Stack<'_>,
+pub fn poll_device<C: IpCore + ?Sized, D: Driver>(
+    stack: &mut C,
     dev: &mut D,
     cx: &mut Context<'_>,
     now: Instant,
