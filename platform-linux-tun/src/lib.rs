@@ -1,14 +1,26 @@
 //! The Linux harness of HydraNet-FT (design §5): network namespaces linked by veth pairs, TUN
 //! devices read by the core, the redirector and host-server daemons, and the `hydranet` CLI.
 //!
-//! **Only the CLI's skeleton exists today.** `hydranet demo` runs the conformance suite (the
-//! replicated demo arrives with issue 4); every other subcommand says it is not implemented yet
-//! and exits with status 2. This library holds the pieces of that CLI that tests can reach.
+//! * [`tun`], [`netns`], [`topology`], [`pcap`]: the Linux pieces — TUN devices as
+//!   embassy-net-driver devices, namespaces, the test network's address plan, captures.
+//! * [`hostd`], [`redird`], [`services`], [`daemon`]: the two daemons and the services a host
+//!   server runs.
+//! * [`harness`]: a whole deployment (network plus daemons) for the demo, tests and benches.
+//! * [`netdemo`], [`simdemo`]: `hydranet demo` on the network and on the simulator.
+
+pub mod daemon;
+pub mod harness;
+pub mod hostd;
+pub mod netdemo;
+pub mod netns;
+pub mod pcap;
+pub mod redird;
+pub mod services;
+pub mod simdemo;
+pub mod topology;
+pub mod tun;
 
 use std::path::{Path, PathBuf};
-
-/// The issue that brings the replicated demo, the daemons and the test network.
-pub const DEMO_ISSUE: u32 = 4;
 
 /// Environment variable naming the tcp-testsuite folder, when `--suite` is not given.
 pub const SUITE_ENV: &str = "HYDRANET_TCP_TESTSUITE";

@@ -1,20 +1,23 @@
 //! `hydranet`: the HydraNet-FT command line.
 //!
-//! Today only `demo` does something: it runs the replicated scenario (a download with the
-//! primary killed at one third and the next primary at two thirds, then an echo session
-//! across a kill) in the in-process simulator, and then the FreeBSD conformance suite. The
-//! namespace network with real Linux clients arrives with issue 4. Every other subcommand
-//! prints that it is not implemented yet and exits with status 2.
-
-mod simdemo;
+//! * `demo` — the replicated download and echo session with the primary killed twice, on the
+//!   namespace network with a real Linux client (on the in-process simulator where namespaces
+//!   or TUN devices cannot be made, and it says so); then the FreeBSD conformance suite.
+//! * `host`, `redirector` — the daemons, each configured by a TOML file and its control socket.
+//! * `ctl` — requests to a daemon's control socket (`v_host`, `setportopt`, `group`, `serve`,
+//!   `route`, `replica`, `status`, `counters`, `shutdown`).
+//! * `topology up|down` — the namespace network by hand.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
+use hydranet_core::ft::params::DetectorParams;
 use hydranet_platform_linux_tun::{
-    conformance_beside, suite_path, summary_line, CONFORMANCE_BIN, DEMO_ISSUE, SUITE_ENV,
+    conformance_beside, hostd, netdemo, netns, redird, simdemo, suite_path, summary_line, topology,
+    CONFORMANCE_BIN, SUITE_ENV,
 };
+use hydranet_syscalls::ctl::{CtlClient, Request, Response};
 
 #[derive(Parser)]
 #[command(
@@ -35,52 +38,118 @@ struct Ignored {
     _args: Vec<String>,
 }
 
+#[derive(clap::Args, Clone, Copy)]
+struct DetectorArgs {
+    /// Client retransmissions that declare the primary dead (0: off).
+    #[arg(long, default_value_t = DetectorParams::default().retransmit_threshold)]
+    retransmit_threshold: u32,
+    /// ... within this many milliseconds.
+    #[arg(long, default_value_t = DetectorParams::default().retransmit_window_ms)]
+    retransmit_window_ms: u32,
+    /// Milliseconds between ack-channel heartbeats (0: off).
+    #[arg(long, default_value_t = DetectorParams::default().heartbeat_interval_ms)]
+    heartbeat_interval_ms: u32,
+    /// Milliseconds of silence that declare a replica dead.
+    #[arg(long, default_value_t = DetectorParams::default().heartbeat_timeout_ms)]
+    heartbeat_timeout_ms: u32,
+}
+
+impl DetectorArgs {
+    fn params(self) -> DetectorParams {
+        DetectorParams {
+            retransmit_threshold: self.retransmit_threshold,
+            retransmit_window_ms: self.retransmit_window_ms,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            heartbeat_timeout_ms: self.heartbeat_timeout_ms,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// The replicated download/echo scenario with primaries killed (in the simulator until
-    /// the namespace network of issue 4 exists), then the conformance suite.
+    /// The replicated download and echo session with primaries killed, then the conformance
+    /// suite.
     Demo {
         /// Bytes the client downloads.
-        #[arg(long, default_value_t = 8 << 20)]
+        #[arg(long, default_value_t = 16 << 20)]
         size: usize,
         /// Folder for the report's timeline plot (SVG).
         #[arg(long, value_name = "DIR", default_value = "target/hydranet-demo")]
         out: PathBuf,
+        /// Write pcap captures of every interface the demo owns into DIR.
+        #[arg(long, value_name = "DIR")]
+        pcap: Option<PathBuf>,
+        /// Runs the scenario this many times (two kills each), reporting every run and the
+        /// worst stall; 25 runs are 50 kills.
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
+        /// Run on the in-process simulator even where namespaces could be made.
+        #[arg(long)]
+        simulated: bool,
+        #[command(flatten)]
+        detector: DetectorArgs,
         /// The tcp-testsuite folder [default: $HYDRANET_TCP_TESTSUITE, else
         /// ../shared/tcp-testsuite beside the workspace]
         #[arg(long, value_name = "PATH")]
         suite: Option<PathBuf>,
+        /// Skip the conformance suite.
+        #[arg(long)]
+        no_conformance: bool,
         /// Print the runner's line for every script, not only its summary.
         #[arg(long, short)]
         verbose: bool,
     },
-    /// The redirector daemon (not implemented yet).
-    Redirector(Ignored),
-    /// The host-server daemon (not implemented yet).
-    Host(Ignored),
-    /// Control of a running host server: v_host, setportopt (not implemented yet).
-    Ctl(Ignored),
-    /// Creates and removes the namespace test network (not implemented yet).
-    Topology(Ignored),
-    /// Benchmarks over the test network (not implemented yet).
+    /// The redirector daemon: tunnels client packets of replicated services to every replica.
+    Redirector {
+        /// Its configuration (TOML; see `redird::RedirectorConfig`).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// The host-server daemon: the core with its virtual hosts, replica groups and services.
+    Host {
+        /// Its configuration (TOML; see `hostd::HostConfig`).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// One request to a daemon's control socket, e.g. `hydranet ctl --socket S status`,
+    /// `v_host 192.0.2.80`, `setportopt 192.0.2.80 80 backup 2 1000 10 30`,
+    /// `route add 192.0.2.80 80 198.51.100.10,198.51.100.11`, `counters`.
+    Ctl {
+        /// The daemon's control socket [default: $HYDRANET_CTL, else /run/hydranet/host.sock].
+        #[arg(long, short, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// The request, as words.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        request: Vec<String>,
+    },
+    /// Creates or removes the namespace network.
+    Topology {
+        #[command(subcommand)]
+        action: TopologyCmd,
+    },
+    /// Benchmarks over the test network (not implemented yet: issue 5).
     Bench(Ignored),
 }
 
-fn not_implemented(what: &str) -> ExitCode {
-    eprintln!(
-        "hydranet {what}: not implemented yet; it arrives with issue {DEMO_ISSUE} \
-         (the replicated demo and its test network). Only `hydranet demo` runs today."
-    );
-    ExitCode::from(2)
+#[derive(Subcommand)]
+enum TopologyCmd {
+    /// Creates the namespaces, veths, TUN devices and routes, and prints the plan.
+    Up {
+        /// Name prefix of everything created (at most 7 characters).
+        #[arg(long, default_value = "hn0")]
+        prefix: String,
+        /// Host servers.
+        #[arg(long, default_value_t = 3)]
+        hosts: usize,
+    },
+    /// Removes everything whose name starts with the prefix (also leftovers of a crashed run).
+    Down {
+        #[arg(long, default_value = "hn0")]
+        prefix: String,
+    },
 }
 
-fn replicated_demo(size: usize, out: &std::path::Path) -> bool {
-    println!(
-        "hydranet demo: namespaces and TUN devices arrive with issue {DEMO_ISSUE}; running the \
-         same scenario in the in-process simulator (virtual time, 10 ms client RTT)."
-    );
-    println!("client downloads {size} bytes from a service replicated on 3 hosts:");
-    let r = simdemo::run(size, &mut |line| println!("{line}"));
+fn print_report(r: &simdemo::Report, simulated: bool) {
     let secs = r.virtual_secs.max(1e-9);
     println!("report:");
     println!("  bytes received        {} of {}", r.bytes, r.expected);
@@ -89,11 +158,14 @@ fn replicated_demo(size: usize, out: &std::path::Path) -> bool {
         if r.sha_equal { "yes" } else { "NO" }
     );
     println!("  connection resets     {}", r.resets);
-    println!("  invariant violations  {}", r.violations);
+    if simulated {
+        println!("  invariant violations  {}", r.violations);
+    }
     println!("  longest stall         {} ms", r.longest_stall_ms);
     println!(
-        "  throughput            {:.1} MB/s (virtual time)",
-        r.bytes as f64 / secs / 1e6
+        "  throughput            {:.1} MB/s{}",
+        r.bytes as f64 / secs / 1e6,
+        if simulated { " (virtual time)" } else { "" }
     );
     let who: Vec<String> = r
         .primaries
@@ -102,15 +174,193 @@ fn replicated_demo(size: usize, out: &std::path::Path) -> bool {
         .collect();
     println!("  primary               {}", who.join(", "));
     println!(
-        "  echo across a kill    {}",
+        "  echo across the kills {}",
         if r.echo_ok { "ok" } else { "FAILED" }
     );
+}
+
+fn report_ok(r: &simdemo::Report) -> bool {
+    r.sha_equal && r.resets == 0 && r.violations == 0 && r.echo_ok && r.bytes == r.expected
+}
+
+fn write_plot(r: &simdemo::Report, out: &std::path::Path, title: &str) {
     let plot = out.join("timeline.svg");
-    match std::fs::create_dir_all(out).and_then(|_| simdemo::write_svg(&r, &plot)) {
+    match std::fs::create_dir_all(out).and_then(|_| simdemo::write_svg(r, title, &plot)) {
         Ok(()) => println!("  timeline plot         {}", plot.display()),
         Err(e) => eprintln!("  timeline plot not written ({}): {e}", plot.display()),
     }
-    r.sha_equal && r.resets == 0 && r.violations == 0 && r.echo_ok && r.bytes == r.expected
+}
+
+fn simulated_demo(size: usize, out: &std::path::Path) -> bool {
+    println!("client downloads {size} bytes from a service replicated on 3 hosts (simulated):");
+    let r = simdemo::run(size, &mut |line| println!("{line}"));
+    print_report(&r, true);
+    write_plot(
+        &r,
+        out,
+        "HydraNet-FT: client bytes received, primaries killed (simulated, 10 ms RTT)",
+    );
+    report_ok(&r)
+}
+
+fn network_demo(opts: &netdemo::DemoOptions, repeat: u32) -> bool {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: cannot find this executable: {e}");
+            return false;
+        }
+    };
+    println!(
+        "a real Linux client downloads {} bytes over HTTP from 192.0.2.80, a service replicated \
+         on 3 host servers, with an echo session beside it:",
+        opts.size
+    );
+    let mut all_ok = true;
+    let mut worst = 0u64;
+    let mut kills = 0usize;
+    for run in 1..=repeat {
+        if repeat > 1 {
+            println!("run {run} of {repeat}");
+        }
+        match netdemo::run_once(opts, &exe) {
+            Ok((r, c)) => {
+                if repeat == 1 || !report_ok(&r) {
+                    print_report(&r, false);
+                    println!(
+                        "  echo lines            {} ({} wrong), slowest answer {} ms",
+                        c.echo_lines,
+                        c.echo_bad,
+                        c.echo_worst.as_millis()
+                    );
+                    if let Some(e) = c.error.as_ref().or(c.echo_error.as_ref()) {
+                        println!("  client error          {e}");
+                    }
+                } else {
+                    println!(
+                        "  {} bytes, sha256 {}, resets {}, longest stall {} ms, echo {}",
+                        r.bytes,
+                        if r.sha_equal { "equal" } else { "DIFFERENT" },
+                        r.resets,
+                        r.longest_stall_ms,
+                        if r.echo_ok { "ok" } else { "FAILED" }
+                    );
+                }
+                if run == repeat {
+                    write_plot(
+                        &r,
+                        &opts.out,
+                        "HydraNet-FT: a Linux client's bytes received, primaries killed (namespaces, TUN)",
+                    );
+                }
+                worst = worst
+                    .max(r.longest_stall_ms)
+                    .max(c.echo_worst.as_millis() as u64);
+                kills += r.kills.len();
+                all_ok &= report_ok(&r) && r.kills.len() == 2;
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                all_ok = false;
+            }
+        }
+    }
+    if repeat > 1 {
+        println!(
+            "{repeat} runs, {kills} primaries killed, worst stall {worst} ms: {}",
+            if all_ok {
+                "nothing lost, corrupted or reset"
+            } else {
+                "FAILURES above"
+            }
+        );
+    }
+    if let Some(p) = &opts.pcap {
+        println!("  captures              {}", p.display());
+    }
+    all_ok
+}
+
+fn ctl(socket: Option<PathBuf>, words: &[String]) -> ExitCode {
+    let path = socket.unwrap_or_else(hydranet_syscalls::ctl::ctl_path);
+    let line = words.join(" ");
+    let req = match Request::parse(&line) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hydranet ctl: {e}: not a request: {line:?}");
+            return ExitCode::from(2);
+        }
+    };
+    // v_host and setportopt go through the library calls applications use.
+    let result = match &req {
+        Request::VHost(ip) => hydranet_syscalls::v_host_at(&path, *ip).map(|_| String::new()),
+        Request::SetPortOpt {
+            vip,
+            port,
+            mode,
+            params,
+        } => hydranet_syscalls::setportopt_at(&path, *vip, *port, *mode, params)
+            .map(|_| String::new()),
+        _ => match CtlClient::connect(&path).and_then(|mut c| c.call_raw(&line)) {
+            Ok(Response::Ok(p)) => Ok(p),
+            Ok(Response::Err(e, what)) => {
+                eprintln!("hydranet ctl: {e}: {what}");
+                return ExitCode::from(1);
+            }
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(p) => {
+            for f in p.split(' ').filter(|f| !f.is_empty()) {
+                println!("{f}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hydranet ctl: {} ({e})", path.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn topology_cmd(action: TopologyCmd) -> ExitCode {
+    match action {
+        TopologyCmd::Up { prefix, hosts } => {
+            if let Err(why) = netns::capable() {
+                eprintln!("hydranet topology: {why}");
+                return ExitCode::from(1);
+            }
+            match topology::up(&topology::TopologySpec::new(&prefix, hosts)) {
+                Ok(t) => {
+                    println!("client      ns {}  {:?}", t.client_ns, t.client_addrs);
+                    println!(
+                        "redirector  ns {}  tun {}  addr {}",
+                        t.redirector_ns, t.redirector_tun, t.redirector_addr
+                    );
+                    for i in 0..t.host_ns.len() {
+                        println!(
+                            "host {i}      ns {}  tun {}  addr {}",
+                            t.host_ns[i], t.host_tuns[i], t.host_addrs[i]
+                        );
+                    }
+                    println!("remove with: hydranet topology down --prefix {prefix}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("hydranet topology up: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        TopologyCmd::Down { prefix } => match topology::down(&prefix) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hydranet topology down: {e}");
+                ExitCode::from(1)
+            }
+        },
+    }
 }
 
 fn demo(suite: Option<PathBuf>, verbose: bool) -> ExitCode {
@@ -176,21 +426,68 @@ fn main() -> ExitCode {
         Cmd::Demo {
             size,
             out,
+            pcap,
+            repeat,
+            simulated,
+            detector,
             suite,
+            no_conformance,
             verbose,
         } => {
-            let replicated = replicated_demo(size, &out);
-            let conformance = demo(suite, verbose);
+            let replicated = match netns::capable() {
+                Ok(()) if !simulated => network_demo(
+                    &netdemo::DemoOptions {
+                        size,
+                        out: out.clone(),
+                        pcap,
+                        detector: detector.params(),
+                        quiet: false,
+                    },
+                    repeat.max(1),
+                ),
+                Ok(()) => simulated_demo(size, &out),
+                Err(why) => {
+                    println!(
+                        "hydranet demo: cannot build the namespace network here ({why}); running \
+                         the same scenario in the in-process simulator (virtual time, 10 ms RTT)."
+                    );
+                    simulated_demo(size, &out)
+                }
+            };
+            let conformance = if no_conformance {
+                ExitCode::SUCCESS
+            } else {
+                demo(suite, verbose)
+            };
             if !replicated {
                 eprintln!("error: the replicated scenario lost, corrupted or reset the stream");
                 return ExitCode::from(1);
             }
             conformance
         }
-        Cmd::Redirector(_) => not_implemented("redirector"),
-        Cmd::Host(_) => not_implemented("host"),
-        Cmd::Ctl(_) => not_implemented("ctl"),
-        Cmd::Topology(_) => not_implemented("topology"),
-        Cmd::Bench(_) => not_implemented("bench"),
+        Cmd::Redirector { config } => {
+            let run = redird::RedirectorConfig::load(&config).and_then(|c| redird::run(&c));
+            daemon_exit("redirector", run)
+        }
+        Cmd::Host { config } => {
+            let run = hostd::HostConfig::load(&config).and_then(|c| hostd::run(&c));
+            daemon_exit("host", run)
+        }
+        Cmd::Ctl { socket, request } => ctl(socket, &request),
+        Cmd::Topology { action } => topology_cmd(action),
+        Cmd::Bench(_) => {
+            eprintln!("hydranet bench: not implemented yet; it arrives with issue 5.");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn daemon_exit(name: &str, r: Result<(), String>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hydranet {name}: {e}");
+            ExitCode::from(1)
+        }
     }
 }

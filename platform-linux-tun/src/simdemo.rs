@@ -176,7 +176,7 @@ fn echo_session(progress: &mut dyn FnMut(&str)) -> bool {
 }
 
 /// An SVG timeline of client bytes over (virtual) time, with the kills marked.
-pub fn write_svg(r: &Report, path: &Path) -> std::io::Result<()> {
+pub fn write_svg(r: &Report, title: &str, path: &Path) -> std::io::Result<()> {
     let (w, h, m) = (800.0, 400.0, 50.0);
     let tmax = r.samples.last().map(|s| s.0).unwrap_or(1.0).max(1e-6);
     let bmax = r.expected.max(1) as f64;
@@ -188,10 +188,7 @@ pub fn write_svg(r: &Report, path: &Path) -> std::io::Result<()> {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
     );
     let _ = write!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let _ = write!(
-        s,
-        r#"<text x="{m}" y="25" font-size="15">HydraNet-FT: client bytes received, primaries killed (simulated, 10 ms RTT)</text>"#
-    );
+    let _ = write!(s, r#"<text x="{m}" y="25" font-size="15">{title}</text>"#);
     let _ = write!(
         s,
         r#"<line x1="{m}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#,
