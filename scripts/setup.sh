@@ -6,6 +6,13 @@ set -euo pipefail
 apt_pkgs=()
 command -v gcc >/dev/null 2>&1 || apt_pkgs+=(gcc)
 command -v python3 >/dev/null 2>&1 || apt_pkgs+=(python3)
+# The namespace network (ip netns, veth, tuntap), captures of the demo's veths, and the
+# unmodified server the relay end-to-end test replicates (redis-server + redis-benchmark).
+command -v ip >/dev/null 2>&1 || apt_pkgs+=(iproute2)
+command -v tcpdump >/dev/null 2>&1 || apt_pkgs+=(tcpdump)
+command -v redis-server >/dev/null 2>&1 || apt_pkgs+=(redis-server)
+command -v redis-benchmark >/dev/null 2>&1 || apt_pkgs+=(redis-tools)
+command -v nc >/dev/null 2>&1 || apt_pkgs+=(netcat-openbsd)
 if [ "${#apt_pkgs[@]}" -gt 0 ]; then
     echo "setup: installing ${apt_pkgs[*]}"
     apt-get update -qq

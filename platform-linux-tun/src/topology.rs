@@ -49,6 +49,19 @@ pub struct TopologySpec {
     pub mtu: u32,
 }
 
+/// `n` in base 36, lower case, no leading zeros.
+fn base36(mut n: u32) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(char::from_digit(n % 36, 36).unwrap_or('0'));
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().collect()
+}
+
 impl TopologySpec {
     /// One client, MTU 1500.
     pub fn new(prefix: &str, hosts: usize) -> Self {
@@ -60,21 +73,13 @@ impl TopologySpec {
         }
     }
 
-    /// A prefix unique to this process among live processes: `"hn"` + the pid in base 36
-    /// (at most 7 bytes, as pids stay below 36^5).
+    /// A prefix unique among live processes and among the calls of this one (tests in one
+    /// process build networks side by side): `"hn"` + the pid in base 36 + `"n"` + a count
+    /// in base 36 — at most 11 bytes, as pids stay below 36^5.
     pub fn unique_prefix() -> String {
-        let mut pid = std::process::id();
-        let mut digits = Vec::new();
-        loop {
-            digits.push(char::from_digit(pid % 36, 36).unwrap_or('0'));
-            pid /= 36;
-            if pid == 0 {
-                break;
-            }
-        }
-        let mut s = String::from("hn");
-        s.extend(digits.iter().rev());
-        s
+        static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % (36 * 36 * 36);
+        format!("hn{}n{}", base36(std::process::id()), base36(call))
     }
 
     /// Checks the prefix, counts and MTU.
@@ -598,8 +603,11 @@ mod tests {
     #[test]
     fn unique_prefix_fits() {
         let p = TopologySpec::unique_prefix();
-        assert!(p.starts_with("hn") && p.len() <= 7, "{p}");
+        assert!(p.starts_with("hn") && p.len() <= 11, "{p}");
         validate_prefix(&p).unwrap();
+        assert_ne!(TopologySpec::unique_prefix(), p, "a second call differs");
+        assert_eq!(base36(0), "0");
+        assert_eq!(base36(36 * 36 - 1), "zz");
     }
 
     #[test]

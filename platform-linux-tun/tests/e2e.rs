@@ -363,3 +363,207 @@ fn an_echo_session_survives_two_primaries_killed() {
     assert_eq!(c.primary(ECHO_PORT), Some(2), "the last replica serves");
     assert!(t.elapsed() < TIMEOUT);
 }
+
+/// An unmodified server run inside every host namespace, ended by pid when dropped.
+struct LocalServers(Vec<std::process::Child>);
+
+impl Drop for LocalServers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn have(program: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "{program} is missing under CI=true (scripts/setup.sh installs it)"
+        );
+        eprintln!("SKIP: {program} is not installed");
+    }
+    found
+}
+
+#[test]
+fn relay_replicates_an_unmodified_redis_under_redis_benchmark_across_a_kill() {
+    if !have("redis-server") || !have("redis-benchmark") {
+        return;
+    }
+    const REDIS: u16 = 6379;
+    let relay = ServiceSpec::Relay(std::net::SocketAddr::from(([127, 0, 0, 1], REDIS)));
+    let Some(mut c) = cluster(vec![(REDIS, relay)]) else {
+        return;
+    };
+    // One redis-server per replica, each on its host's own loopback: nothing shared.
+    let mut servers = LocalServers(Vec::new());
+    for ns in &c.topo.host_ns {
+        let child = netns::command(ns, std::path::Path::new("redis-server"))
+            .args(["--port", "6379", "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        servers.0.push(child);
+    }
+    for ns in c.topo.host_ns.clone() {
+        let up = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(25));
+            netns::run_in(&ns, || TcpStream::connect(("127.0.0.1", REDIS)).is_ok()).unwrap()
+        });
+        assert!(up, "redis-server in {ns} did not start");
+    }
+    let before = netns::run_in(&c.topo.client_ns, kernel_resets).unwrap();
+    // Only replies that do not depend on how connections interleave: every replica's redis
+    // sees the same commands per connection, not necessarily the same order across them.
+    let bench = netns::command(&c.topo.client_ns, std::path::Path::new("redis-benchmark"))
+        .args([
+            "-h",
+            &ORIGIN.to_string(),
+            "-p",
+            "6379",
+            "-c",
+            "4",
+            "-n",
+            "5000",
+        ])
+        .args(["-t", "ping,set,get", "-q"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("redis-benchmark");
+    let mut bench = LocalServers(vec![bench]);
+    std::thread::sleep(Duration::from_millis(300));
+    let p = c.primary(REDIS).expect("a primary");
+    c.kill_host(p);
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(s) = bench.0[0].try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "redis-benchmark did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let child = bench.0.remove(0);
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(status.success(), "{stdout}\n{stderr}\n{}", c.logs());
+    assert!(
+        !stdout.to_lowercase().contains("error") && !stderr.to_lowercase().contains("error"),
+        "{stdout}\n{stderr}"
+    );
+    // PING comes inline and as a bulk command: four tests.
+    assert_eq!(stdout.matches("requests per second").count(), 4, "{stdout}");
+    let after = netns::run_in(&c.topo.client_ns, kernel_resets).unwrap();
+    assert_eq!(after - before, 0, "the client's kernel saw a reset");
+    assert_ne!(c.primary(REDIS), Some(p));
+}
+
+/// The paper's API from C: a program linked with libhydranet_syscalls.a configures a real
+/// host-server daemon through hydranet.h.
+#[test]
+fn a_c_program_configures_a_real_host_server() {
+    if !have("cc") {
+        return;
+    }
+    let Some(c) = cluster(vec![(ECHO_PORT, ServiceSpec::Echo)]) else {
+        return;
+    };
+    let syscalls = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../syscalls");
+    // The static library: beside this test's build if cargo made it, else built now into the
+    // same target folder.
+    let profile = std::env::current_exe().unwrap();
+    let profile = profile.parent().unwrap().parent().unwrap().to_path_buf();
+    let lib = ["deps/libhydranet_syscalls.a", "libhydranet_syscalls.a"]
+        .iter()
+        .map(|p| profile.join(p))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            let ok = std::process::Command::new(env!("CARGO"))
+                .args(["build", "-p", "hydranet-syscalls", "--lib", "--target-dir"])
+                .arg(profile.parent().unwrap())
+                .args(if profile.ends_with("release") {
+                    vec!["--release"]
+                } else {
+                    vec![]
+                })
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "building libhydranet_syscalls.a");
+            profile.join("libhydranet_syscalls.a")
+        });
+    let exe = profile.join(format!("hydranet-e2e-c-{}", std::process::id()));
+    let cc = std::process::Command::new("cc")
+        .args(["-std=c11", "-Wall", "-Werror", "-I"])
+        .arg(syscalls.join("include"))
+        .arg(syscalls.join("tests/c/vhost_client.c"))
+        .arg(&lib)
+        .args(["-lpthread", "-ldl", "-lm", "-o"])
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&exe)
+            .args(args)
+            .env(hydranet_syscalls::CTL_ENV, c.host_ctl(0))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // A new virtual host with a plain port: both calls succeed and the daemon serves it.
+    let (code, out) = run(&[
+        "vhost",
+        "192.0.2.81",
+        "setportopt",
+        "8080",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let status = call(c.host_ctl(0), &Request::Status).unwrap();
+    assert!(status.contains("192.0.2.81"), "{status}");
+    // A fault-tolerant mode without a replica group: the daemon's ENOENT reaches errno.
+    let (code, out) = run(&[
+        "vhost",
+        "192.0.2.81",
+        "setportopt",
+        "8080",
+        "1",
+        "2",
+        "1000",
+        "10",
+        "30",
+    ]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("ENOENT"), "{out}");
+    let _ = std::fs::remove_file(&exe);
+}
