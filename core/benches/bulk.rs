@@ -40,8 +40,9 @@ const USER_CHUNK: usize = 16 * 1024;
 /// sizes).
 const PATTERN_PERIOD: usize = 65_521;
 
-const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+// Documentation addresses only, as everywhere in the project (RFC 5737).
+const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const SERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const PORT: u16 = 5001;
 const CLIENT_PORT: u16 = 49_152;
 

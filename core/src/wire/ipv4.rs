@@ -223,15 +223,16 @@ mod tests {
     use proptest::prelude::*;
     use std::vec::Vec;
 
-    const SRC: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
-    const DST: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 199);
+    const SRC: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const DST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 199);
 
-    /// A UDP packet header from Wikipedia's checksum example (total length 0x73, checksum
-    /// 0xb861) followed by its 95-byte payload.
+    /// A UDP packet header shaped like Wikipedia's checksum example, with documentation
+    /// addresses (total length 0x73; checksum 0xb5b1, computed independently of this crate),
+    /// followed by its 95-byte payload.
     fn sample() -> Vec<u8> {
         let mut p = std::vec![
-            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
-            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb5, 0xb1, 0xc0, 0x00,
+            0x02, 0x01, 0xc0, 0x00, 0x02, 0xc7,
         ];
         p.extend((0..95u8).map(|i| i.wrapping_mul(3)));
         p

@@ -523,15 +523,15 @@ mod tests {
     use std::string::ToString;
     use std::vec::Vec;
 
-    const SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-    const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+    const SRC: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const DST: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 
-    /// A SYN 10.0.0.1.40000 > 10.0.0.2.80, seq 0x12345678, win 65535,
-    /// options [mss 1460,nop,wscale 6,sackOK,TS val 100 ecr 0]. The checksum (0x2e5e) was
+    /// A SYN 192.0.2.1.40000 > 198.51.100.2.80, seq 0x12345678, win 65535,
+    /// options [mss 1460,nop,wscale 6,sackOK,TS val 100 ecr 0]. The checksum (0x5629) was
     /// computed independently of this crate.
     const SYN: [u8; 40] = [
         0x9c, 0x40, 0x00, 0x50, 0x12, 0x34, 0x56, 0x78, 0x00, 0x00, 0x00, 0x00, 0xa0, 0x02, 0xff,
-        0xff, 0x2e, 0x5e, 0x00, 0x00, // fixed header
+        0xff, 0x56, 0x29, 0x00, 0x00, // fixed header
         0x02, 0x04, 0x05, 0xb4, // mss 1460
         0x01, // nop
         0x03, 0x03, 0x06, // wscale 6
@@ -548,7 +548,7 @@ mod tests {
             data_offset: 40,
             flags: TcpFlags::SYN,
             window: 65535,
-            checksum: 0x2e5e,
+            checksum: 0x5629,
             urgent: 0,
         }
     }
@@ -604,10 +604,10 @@ mod tests {
             "the pseudo-header sum is symmetric in src and dst"
         );
         assert_eq!(
-            parse_segment(&SYN, SRC, Ipv4Addr::new(10, 0, 0, 3), true),
+            parse_segment(&SYN, SRC, Ipv4Addr::new(198, 51, 100, 3), true),
             Err(WireError::BadChecksum)
         );
-        assert!(parse_segment(&SYN, SRC, Ipv4Addr::new(10, 0, 0, 3), false).is_ok());
+        assert!(parse_segment(&SYN, SRC, Ipv4Addr::new(198, 51, 100, 3), false).is_ok());
     }
 
     #[test]
