@@ -822,7 +822,7 @@ mod tests {
             "setportopt 192.0.2.80 080 primary 2 1000 10 30",
             "setportopt 192.0.2.80 80 Primary 2 1000 10 30",
             "setportopt 192.0.2.80 80 primary 2 1000 30 10",
-            "setportopt 192.0.2.80 80 backup 0 1000 10 30",
+            "setportopt 192.0.2.80 80 backup 0 1000 0 30",
             "setportopt 192.0.2.80 80 primary 2 1000 10",
             "setportopt 192.0.2.80 80 primary 2 1000 10 4294967296",
             "setportopt 192.0.2.80 80 primary 2 1000 10 -30",
@@ -960,9 +960,12 @@ mod tests {
         1..=u16::MAX
     }
 
+    /// Valid detector parameters: both inputs on, every value within the hour the
+    /// validation allows.
     fn params() -> impl Strategy<Value = DetectorParams> {
-        (1..=u32::MAX, 1..=u32::MAX, 1..u32::MAX).prop_flat_map(|(t, w, i)| {
-            (i + 1..=u32::MAX).prop_map(move |o| DetectorParams {
+        const HOUR_MS: u32 = 3_600_000;
+        (1..=u32::MAX, 1..=HOUR_MS, 1..HOUR_MS).prop_flat_map(|(t, w, i)| {
+            (i + 1..=HOUR_MS).prop_map(move |o| DetectorParams {
                 retransmit_threshold: t,
                 retransmit_window_ms: w,
                 heartbeat_interval_ms: i,

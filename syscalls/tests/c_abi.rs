@@ -180,7 +180,7 @@ fn a_normal_port_needs_no_params() {
         daemon.requests(),
         [
             "v_host 192.0.2.80",
-            "setportopt 192.0.2.80 8080 normal 3 3000 100 500"
+            "setportopt 192.0.2.80 8080 normal 2 1000 10 30"
         ]
     );
 }
@@ -208,8 +208,8 @@ fn invalid_arguments_fail_without_asking_the_daemon() {
             "2",
             "0",
             "1000",
-            "10",
-            "30", // no threshold
+            "0",
+            "30", // both detector inputs off
             "setportopt",
             "0",
             "1",

@@ -79,7 +79,7 @@ fn the_calls_send_canonical_requests() {
         [
             "v_host 192.0.2.80",
             "setportopt 192.0.2.80 80 primary 2 1000 10 30",
-            "setportopt 192.0.2.80 81 normal 3 3000 100 500",
+            "setportopt 192.0.2.80 81 normal 2 1000 10 30",
         ]
     );
 }
