@@ -1,18 +1,39 @@
-//! The FreeBSD kernel-module shim of HydraNet-FT. **Empty for now**: it arrives with issue 7.
+//! The FreeBSD kernel module of HydraNet-FT: the Rust side.
 //!
-//! This crate exports nothing yet. It builds (for the host and any target) so that the
-//! workspace stays whole; no FreeBSD code is in it.
+//! A thin C file (`kmod/hydranet_kmod.c`) does what only the kernel can: `DECLARE_MODULE`,
+//! three `SYSCALL_MODULE`s (`v_host`, `setportopt`, `hydranet_ctl` for the group and
+//! redirector configuration), the inbound `pfil(9)` hook on the `inet` head, the `callout(9)`,
+//! mbufs, `ip_output`, the relay sockets and the process fork/exit events. Everything else is
+//! here, built `no_std` without `alloc` as a static library and linked into the module by
+//! `bsd.kmod.mk`:
 //!
-//! The plan (design §5):
+//! * [`module::Module`]: the host server (the core's [`hydranet_core::ft::host::Host`]) as a
+//!   sans-IO object over [`kernel::KernelOps`], the kernel services the shim provides;
+//! * [`mbuf::Chain`]: mbuf chains as segment lists, gathered when headers are split;
+//! * [`syscall`]: argument fetching and checking (`EFAULT`, `EINVAL`, `EPERM`);
+//! * [`ctl`]: the control protocol's host-server requests, parsed without `std`;
+//! * [`relay`]: the in-kernel relay to the unmodified server's own socket;
+//! * `ffi` (feature `kmod`): the `extern "C"` entry points the shim calls, and the
+//!   [`kernel::KernelOps`] implementation that calls the shim back.
 //!
-//! * a thin C file with `DECLARE_MODULE`, `SYSCALL_MODULE` for `v_host` and `setportopt`,
-//!   `pfil(9)` hooks on the `inet` head, `callout(9)` timers and mbuf access;
-//! * this crate, built as a Rust static library over `hydranet-core` (`no_std`, no `alloc`
-//!   unless the kernel's `malloc(9)` backs it), exposing the entry points the C file calls:
-//!   module load/unload, packet in (from a pfil hook), packet out (to `ip_output`), timer fire,
-//!   and the two system calls;
-//! * linked through `bsd.kmod.mk` and loaded with `kldload`. The module cannot be loaded on
-//!   the project's Linux machines, so its logic is tested on Linux against a fake kernel
-//!   interface; the README says how to build and load it on FreeBSD 14.
+//! The tests run the module against a fake kernel (`tests/fake`), since no FreeBSD kernel can
+//! boot where this is built.
 #![no_std]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod ctl;
+pub mod kernel;
+pub mod mbuf;
+pub mod module;
+pub mod relay;
+pub mod syscall;
+
+#[cfg(feature = "kmod")]
+mod ffi;
+
+pub use kernel::{Caller, KernelOps, Level, Privilege, Verdict};
+pub use mbuf::Chain;
+pub use module::{ModStats, Module, RelayEvent, Storage, UnloadReport};

@@ -21,8 +21,12 @@
  *   address as the process's virtual host (children inherit it through fork); setportopt()
  *   sends "setportopt <virtual host> <port> <mode> <four detector parameters>". The protocol is
  *   documented in the Rust module hydranet_syscalls::ctl; `hydranet ctl` speaks it by hand.
- * - FreeBSD: the kernel module's system calls (found with modfind(2)/modstat(2)); not yet
- *   available: the calls check their arguments and then fail with ENOSYS.
+ * - FreeBSD: the kernel module's system calls (platform-freebsd), found by the names
+ *   "sys/v_host" and "sys/setportopt" with modfind(2)/modstat(2) and made with syscall(2);
+ *   ENOSYS when the module is not loaded. The kernel knows the calling process, so
+ *   setportopt() acts on the virtual host the process (or the parent it was forked from)
+ *   bound with v_host(). Group and redirector configuration go through a third call,
+ *   "sys/hydranet_ctl", which takes the control protocol's request lines.
  *
  * Errors every call can return on Linux once its arguments are valid, from talking to the
  * daemon: ENOENT (no control socket at the path), ECONNREFUSED (no daemon listens on it),

@@ -19,8 +19,9 @@
 //!   [`v_host_at`] and [`setportopt_at`] take the socket and the virtual host explicitly, for
 //!   tools and tests.
 //! * **FreeBSD**: `modfind`/`modstat` to find the kernel module's syscall numbers, then
-//!   `syscall(2)` ([`FREEBSD_BACKEND_ISSUE`]). Until it lands, [`v_host`] and [`setportopt`]
-//!   check their arguments and return [`Errno::ENOSYS`] on every target but Linux.
+//!   `syscall(2)` (`freebsd`, [`FREEBSD_BACKEND_ISSUE`]); `ENOSYS` when the module is not
+//!   loaded. Elsewhere [`v_host`] and [`setportopt`] check their arguments and return
+//!   [`Errno::ENOSYS`].
 //!
 //! Errors carry FreeBSD's numbering on every platform, including in the C ABI's `errno`.
 #![deny(unsafe_code)]
@@ -38,6 +39,8 @@ mod sys;
 
 #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
 mod capi;
+#[cfg(target_os = "freebsd")]
+pub mod freebsd;
 
 pub use ctl::{ctl_path, Request, Response, CTL_ENV, DEFAULT_CTL_PATH};
 #[cfg(unix)]
@@ -364,7 +367,8 @@ pub fn current_vhost() -> Option<Ipv4Addr> {
 /// Errors: `EINVAL` (unspecified, broadcast or multicast address; checked before the daemon is
 /// asked), `ENOENT`/`ECONNREFUSED`/`EACCES` (no daemon listens at the control socket),
 /// `ETIMEDOUT`/`EIO` (the daemon did not answer properly), or the daemon's refusal.
-/// `ENOSYS` on targets other than Linux.
+/// `ENOSYS` on FreeBSD without the kernel module loaded, and on targets other than Linux and
+/// FreeBSD.
 pub fn v_host(ip: Ipv4Addr) -> Result<(), Errno> {
     check_host_addr(ip)?;
     #[cfg(target_os = "linux")]
@@ -373,7 +377,13 @@ pub fn v_host(ip: Ipv4Addr) -> Result<(), Errno> {
         *VHOST.lock().unwrap_or_else(|p| p.into_inner()) = Some(ip);
         Ok(())
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(target_os = "freebsd")]
+    {
+        freebsd::v_host(ip)?;
+        *VHOST.lock().unwrap_or_else(|p| p.into_inner()) = Some(ip);
+        Ok(())
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
     Err(Errno::ENOSYS)
 }
 
@@ -385,7 +395,8 @@ pub fn v_host(ip: Ipv4Addr) -> Result<(), Errno> {
 ///
 /// Errors: `EINVAL` (port 0, or invalid `params` for a fault-tolerant mode; checked first),
 /// `EADDRNOTAVAIL` (the process has not called [`v_host`]), then the errors of [`v_host`].
-/// `ENOSYS` on targets other than Linux.
+/// `ENOSYS` on FreeBSD without the kernel module loaded, and on targets other than Linux and
+/// FreeBSD.
 pub fn setportopt(port: u16, mode: PortMode, params: &DetectorParams) -> Result<(), Errno> {
     check_port_opt(port, mode, params)?;
     #[cfg(target_os = "linux")]
@@ -393,7 +404,10 @@ pub fn setportopt(port: u16, mode: PortMode, params: &DetectorParams) -> Result<
         let vip = current_vhost().ok_or(Errno::EADDRNOTAVAIL)?;
         setportopt_at(&ctl_path(), vip, port, mode, params)
     }
-    #[cfg(not(target_os = "linux"))]
+    // The kernel knows the caller's virtual host (and its parent's, for a forked child).
+    #[cfg(target_os = "freebsd")]
+    return freebsd::setportopt(port, mode, params);
+    #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
     Err(Errno::ENOSYS)
 }
 
