@@ -38,6 +38,53 @@ pub struct ClusterSpec {
     pub pcap: Option<PathBuf>,
     /// The `hydranet` executable that runs the daemons.
     pub exe: PathBuf,
+    /// Ports placed otherwise than `services` (which are replicated on every host): the
+    /// benchmarks compare plain TCP, redirection and groups of different sizes side by side
+    /// in one deployment, so that a busy machine slows all of them alike.
+    pub placed: Vec<(u16, ServiceSpec, Placement)>,
+}
+
+/// How a port of [`ClusterSpec::placed`] is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Fault-tolerant on the first `n` hosts (a group of `n`; 1 is a primary alone), behind
+    /// the redirector, like `services`.
+    Replicated(usize),
+    /// Normal mode (no group, no `setportopt`) on host 0 under the origin's address, behind
+    /// the redirector: redirection without fault tolerance.
+    Redirected,
+    /// Normal mode on host 0's own address: Linux routes the client straight to the host
+    /// server's TUN device and the redirector daemon never sees a packet.
+    Direct,
+}
+
+impl ClusterSpec {
+    /// `hosts` host servers replicating `services`, the default detector, no captures, no
+    /// other placements.
+    pub fn new(hosts: usize, services: Vec<(u16, ServiceSpec)>, exe: PathBuf) -> ClusterSpec {
+        ClusterSpec {
+            hosts,
+            services,
+            detector: DetectorParams::default(),
+            pcap: None,
+            exe,
+            placed: Vec::new(),
+        }
+    }
+
+    /// Every port that has a group, with its group id and how many hosts (the first ones)
+    /// are members: `services` first, then the replicated `placed` ports.
+    fn groups(&self) -> Vec<(u16, &ServiceSpec, u32, usize)> {
+        let all = self.services.iter().map(|(p, s)| (*p, s, self.hosts));
+        let placed = self.placed.iter().filter_map(|(p, s, how)| match how {
+            Placement::Replicated(n) => Some((*p, s, (*n).clamp(1, self.hosts))),
+            _ => None,
+        });
+        all.chain(placed)
+            .enumerate()
+            .map(|(g, (p, s, n))| (p, s, FIRST_GROUP_ID + g as u32, n))
+            .collect()
+    }
 }
 
 /// One daemon process.
@@ -145,8 +192,24 @@ impl Cluster {
             t.redirector_addr,
             self.run_dir.join("redirector.sock").display().to_string()
         );
-        for (port, _) in &self.spec.services {
-            let reps: Vec<String> = t.host_addrs.iter().map(|a| format!("\"{a}\"")).collect();
+        let mut routes: Vec<(u16, usize)> = self
+            .spec
+            .groups()
+            .iter()
+            .map(|&(port, _, _, n)| (port, n))
+            .collect();
+        routes.extend(
+            self.spec
+                .placed
+                .iter()
+                .filter(|(_, _, how)| *how == Placement::Redirected)
+                .map(|(port, _, _)| (*port, 1)),
+        );
+        for (port, n) in routes {
+            let reps: Vec<String> = t.host_addrs[..n]
+                .iter()
+                .map(|a| format!("\"{a}\""))
+                .collect();
             let _ = write!(
                 cfg,
                 "\n[[route]]\norigin = \"{ORIGIN}\"\nport = {port}\nreplicas = [{}]\n",
@@ -172,7 +235,11 @@ impl Cluster {
                 self.run_dir.join(format!("host{i}.sock")).display().to_string(),
                 t.redirector_addr,
             );
-            for (g, (port, service)) in self.spec.services.iter().enumerate() {
+            for (port, service, id, n) in self.spec.groups() {
+                if i >= n {
+                    continue;
+                }
+                let members = &members[..n];
                 let mode = if i == 0 { "primary" } else { "backup" };
                 let _ = write!(
                     cfg,
@@ -180,12 +247,25 @@ impl Cluster {
                      members = [{}]\nmode = \"{mode}\"\nretransmit_threshold = {}\nretransmit_window_ms = {}\n\
                      heartbeat_interval_ms = {}\nheartbeat_timeout_ms = {}\n\
                      \n[[serve]]\nvip = \"{ORIGIN}\"\nport = {port}\nservice = {:?}\n",
-                    FIRST_GROUP_ID + g as u32,
+                    id,
                     members.join(", "),
                     d.retransmit_threshold,
                     d.retransmit_window_ms,
                     d.heartbeat_interval_ms,
                     d.heartbeat_timeout_ms,
+                    service.to_string(),
+                );
+            }
+            for (port, service, how) in &self.spec.placed {
+                let vip = match how {
+                    Placement::Replicated(_) => continue,
+                    _ if i != 0 => continue,
+                    Placement::Redirected => ORIGIN,
+                    Placement::Direct => self.topo.host_addrs[0],
+                };
+                let _ = write!(
+                    cfg,
+                    "\n[[serve]]\nvip = \"{vip}\"\nport = {port}\nservice = {:?}\n",
                     service.to_string(),
                 );
             }
@@ -291,6 +371,22 @@ impl Cluster {
             let _ = writeln!(s, "--- {}\n{}", d.log.display(), text.trim_end());
         }
         s
+    }
+
+    /// Where a client reaches `port`: host 0's own address for a [`Placement::Direct`] port,
+    /// the origin's otherwise.
+    pub fn service_addr(&self, port: u16) -> std::net::SocketAddrV4 {
+        let direct = self
+            .spec
+            .placed
+            .iter()
+            .any(|(p, _, how)| *p == port && *how == Placement::Direct);
+        let ip = if direct {
+            self.topo.host_addrs[0]
+        } else {
+            ORIGIN
+        };
+        std::net::SocketAddrV4::new(ip, port)
     }
 
     pub fn host_ctl(&self, i: usize) -> &Path {

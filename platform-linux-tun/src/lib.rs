@@ -7,7 +7,9 @@
 //!   server runs.
 //! * [`harness`]: a whole deployment (network plus daemons) for the demo, tests and benches.
 //! * [`netdemo`], [`simdemo`]: `hydranet demo` on the network and on the simulator.
+//! * [`bench`]: `hydranet bench` (failover stalls, throughput by scheme, veth vs TUN path).
 
+pub mod bench;
 pub mod daemon;
 pub mod harness;
 pub mod hostd;

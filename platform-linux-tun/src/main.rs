@@ -14,8 +14,8 @@ use std::process::{Command, ExitCode};
 use clap::{Parser, Subcommand};
 use hydranet_core::ft::params::DetectorParams;
 use hydranet_platform_linux_tun::{
-    conformance_beside, hostd, netdemo, netns, redird, simdemo, suite_path, summary_line, topology,
-    CONFORMANCE_BIN, SUITE_ENV,
+    bench, conformance_beside, hostd, netdemo, netns, redird, simdemo, suite_path, summary_line,
+    topology, CONFORMANCE_BIN, SUITE_ENV,
 };
 use hydranet_syscalls::ctl::{CtlClient, Request, Response};
 
@@ -28,14 +28,6 @@ use hydranet_syscalls::ctl::{CtlClient, Request, Response};
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
-}
-
-/// Arguments a not-yet-implemented subcommand accepts and ignores, so that it always answers
-/// with its "not implemented" message.
-#[derive(clap::Args)]
-struct Ignored {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    _args: Vec<String>,
 }
 
 #[derive(clap::Args, Clone, Copy)]
@@ -127,8 +119,58 @@ enum Cmd {
         #[command(subcommand)]
         action: TopologyCmd,
     },
-    /// Benchmarks over the test network (not implemented yet: issue 5).
-    Bench(Ignored),
+    /// Benchmarks on the namespace network with a real Linux client: failover stalls,
+    /// throughput by scheme, veth vs TUN path. Each writes CSV and SVG into --out.
+    Bench {
+        /// Folder for the CSV files and plots.
+        #[arg(long, global = true, value_name = "DIR", default_value = bench::DEFAULT_OUT)]
+        out: PathBuf,
+        #[command(subcommand)]
+        which: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// The client's stall over primary kills, per failure-detector setting (heartbeats only,
+    /// client retransmissions only, both), in a download and an upload.
+    Failover {
+        /// Primary kills per setting and direction (two per deployment of 3 hosts).
+        #[arg(long, default_value_t = 50)]
+        kills: usize,
+        /// Bytes per transfer (K, M suffixes).
+        #[arg(long, default_value = "8M", value_parser = bench::parse_size)]
+        size: usize,
+        /// Seconds without a byte moving after a kill that count as "no takeover".
+        #[arg(long, default_value_t = 5.0)]
+        takeover_timeout: f64,
+        /// Seconds after which no further deployment is started.
+        #[arg(long, default_value_t = 1200)]
+        budget: u64,
+    },
+    /// Throughput of direct TCP to a host server, redirection without FT and groups of 1, 2
+    /// and 3 replicas, for each transfer size and a long bulk transfer, both directions.
+    Schemes {
+        /// Transfer sizes, comma-separated (K, M suffixes).
+        #[arg(long, default_value = "16K,32K,64K,128K,256K,512K,1M", value_delimiter = ',', value_parser = bench::parse_size)]
+        sizes: Vec<usize>,
+        /// The long transfer's size.
+        #[arg(long, default_value = "64M", value_parser = bench::parse_size)]
+        bulk: usize,
+        /// Transfers per point (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+    },
+    /// Linux TCP across a veth pair (offloads on and off) against the TUN path of a host
+    /// server, in the same run.
+    Path {
+        /// Seconds each veth run sends for.
+        #[arg(long, default_value_t = 2.0)]
+        secs: f64,
+        /// Runs per path (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -475,9 +517,58 @@ fn main() -> ExitCode {
         }
         Cmd::Ctl { socket, request } => ctl(socket, &request),
         Cmd::Topology { action } => topology_cmd(action),
-        Cmd::Bench(_) => {
-            eprintln!("hydranet bench: not implemented yet; it arrives with issue 5.");
-            ExitCode::from(2)
+        Cmd::Bench { out, which } => bench_cmd(out, which),
+    }
+}
+
+fn bench_cmd(out: PathBuf, which: BenchCmd) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("hydranet bench: cannot find this executable: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let r = match which {
+        BenchCmd::Failover {
+            kills,
+            size,
+            takeover_timeout,
+            budget,
+        } => bench::failover(&bench::FailoverOptions {
+            kills,
+            size,
+            takeover_timeout: std::time::Duration::from_secs_f64(takeover_timeout.max(0.1)),
+            budget: std::time::Duration::from_secs(budget),
+            out,
+            exe,
+        })
+        .map(|_| ()),
+        BenchCmd::Schemes {
+            sizes,
+            bulk,
+            repeat,
+        } => bench::schemes(&bench::SchemesOptions {
+            sizes,
+            bulk,
+            repeat,
+            out,
+            exe,
+        })
+        .map(|_| ()),
+        BenchCmd::Path { secs, repeat } => bench::path(&bench::PathOptions {
+            secs: secs.clamp(0.1, 60.0),
+            repeat,
+            out,
+            exe,
+        })
+        .map(|_| ()),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hydranet bench: {e}");
+            ExitCode::from(1)
         }
     }
 }

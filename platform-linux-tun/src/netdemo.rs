@@ -219,6 +219,7 @@ pub fn run_once(opts: &DemoOptions, exe: &Path) -> Result<(Report, ClientResult)
         detector: opts.detector,
         pcap: opts.pcap.clone(),
         exe: exe.to_path_buf(),
+        placed: Vec::new(),
     })?;
     // A live progress line only on a terminal; in a log, just the events.
     let tty = io::IsTerminal::is_terminal(&io::stdout());

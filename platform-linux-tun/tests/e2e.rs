@@ -38,6 +38,7 @@ fn cluster(services: Vec<(u16, ServiceSpec)>) -> Option<Cluster> {
         detector: DetectorParams::default(),
         pcap: None,
         exe: env!("CARGO_BIN_EXE_hydranet").into(),
+        placed: Vec::new(),
     };
     Some(Cluster::start(spec).unwrap_or_else(|e| panic!("cluster: {e}")))
 }
@@ -583,6 +584,7 @@ fn pcap_captures_every_interface_the_harness_owns() {
         detector: DetectorParams::default(),
         pcap: Some(dir.clone()),
         exe: env!("CARGO_BIN_EXE_hydranet").into(),
+        placed: Vec::new(),
     };
     let c = Cluster::start(spec).unwrap_or_else(|e| panic!("cluster: {e}"));
     let tuns: Vec<String> = std::iter::once(c.topo.redirector_tun.clone())
