@@ -838,6 +838,27 @@ impl AckChannel {
         Ok(())
     }
 
+    /// Best-effort heartbeat to one peer only (a probe, or the answer to one). It replaces a
+    /// heartbeat not yet transmitted, to that peer and to any other still waiting.
+    pub fn heartbeat_to(&mut self, now: Instant, to: u8, payload: &[u8]) -> Result<(), ChanError> {
+        let _ = now;
+        if !self.peers.iter().any(|p| p.id == to) {
+            return Err(ChanError::UnknownPeer);
+        }
+        let dst = self
+            .hb_payload
+            .get_mut(..payload.len())
+            .ok_or(ChanError::TooLarge)?;
+        dst.copy_from_slice(payload);
+        self.hb_len = payload.len();
+        self.hb_counter = self.hb_counter.saturating_add(1);
+        self.hb_epoch = self.epoch;
+        for p in self.peers.iter_mut().filter(|p| p.id == to) {
+            p.hb_pending = true;
+        }
+        Ok(())
+    }
+
     /// An incoming frame (a UDP payload). Returns what it delivers, if anything: at most one
     /// DATA payload, the next in order. Everything else is dropped and counted.
     pub fn handle_frame<'s>(&'s mut self, now: Instant, frame: &[u8]) -> Option<Received<'s>> {
@@ -1089,6 +1110,19 @@ impl AckChannel {
             .iter()
             .find(|p| p.id == peer)
             .map_or(0, |p| p.queue.len())
+    }
+
+    /// The sequence number of the last DATA frame queued for `peer` (0: none yet).
+    pub fn last_queued(&self, peer: u8) -> Option<u64> {
+        self.peers
+            .iter()
+            .find(|p| p.id == peer)
+            .map(|p| p.snd_una.saturating_add(p.queue.len() as u64))
+    }
+
+    /// The highest DATA sequence number `peer` has acknowledged.
+    pub fn acked(&self, peer: u8) -> Option<u64> {
+        self.peers.iter().find(|p| p.id == peer).map(|p| p.snd_una)
     }
 
     pub fn stats(&self) -> &AckChanStats {

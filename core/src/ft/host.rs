@@ -38,6 +38,9 @@ pub const MAX_REDIRECTORS: usize = 4;
 pub const MAX_DELIVERIES: usize = 256;
 /// How often a backup repeats an unchanged progress report.
 const PROGRESS_REFRESH: Duration = Duration::from_millis(50);
+/// Heartbeat flags: bit 0 "I am the primary", bit 1 "answer at once" (a probe).
+const HB_PRIMARY: u8 = 1;
+const HB_PROBE: u8 = 2;
 /// Client retransmissions remembered for the detector.
 const DUP_HISTORY: usize = 32;
 /// How far a new primary moves its timestamp clock forward beyond the last value it saw
@@ -116,6 +119,8 @@ struct Peer {
     last_heard: Option<Instant>,
     /// Declared dead by the detector (cleared when it is heard from again).
     dead: bool,
+    /// When a silent peer may be probed again.
+    next_probe: Instant,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -136,6 +141,28 @@ struct FtConn {
     /// handshake may arrive after the backups').
     reported_at: Instant,
     last_dupsegs: u32,
+}
+
+/// Primary: a delivery announced to the backups that its own service gets once every live
+/// backup has acknowledged the frame that carries the announcement.
+#[derive(Clone, Copy, Debug)]
+struct LocalDelivery {
+    idx: usize,
+    gen: u16,
+    upto: Seq,
+    /// Bit `rank`: the backups it was announced to.
+    need: u16,
+    /// Per rank: the ack-channel DATA frame that carries it (0: still in the outbox).
+    frame: [u64; MAX_REPLICAS],
+}
+
+/// Primary: backups that reported holding a client's SYN, for a SYN-ACK still held.
+#[derive(Clone, Copy, Debug)]
+struct SynReport {
+    key: ConnKey,
+    /// The reported `rcv_nxt`: the client's ISN plus one.
+    irs1: Seq,
+    ranks: u16,
 }
 
 struct Group {
@@ -159,6 +186,12 @@ struct Group {
     /// they were made (the delivery order backups must follow). PROGRESS is not queued: it is
     /// cumulative, so the latest value is encoded when a batch leaves.
     outbox: [heapless::Vec<u8, MAX_PAYLOAD>; MAX_REPLICAS],
+    /// Primary: deliveries announced and not yet given to the local service, in order.
+    pending_local: heapless::Deque<LocalDelivery, MAX_DELIVERIES>,
+    /// Primary: who holds which SYN (see [`SynReport`]).
+    syn_reports: heapless::Vec<SynReport, MAX_FT_CONNS>,
+    /// Backup: half-open connections reported to the primary, and when.
+    syn_reported: heapless::Vec<(ConnKey, Seq, Instant), MAX_FT_CONNS>,
     configured: bool,
     started: Instant,
 }
@@ -278,6 +311,7 @@ impl<'a> Host<'a> {
                 addr: m.addr,
                 last_heard: None,
                 dead: false,
+                next_probe: Instant::ZERO,
             });
         }
         let mut isn_key = [0u8; 16];
@@ -305,6 +339,9 @@ impl<'a> Host<'a> {
             next_heartbeat: self.now,
             dup_history: heapless::Deque::new(),
             outbox: Default::default(),
+            pending_local: heapless::Deque::new(),
+            syn_reports: heapless::Vec::new(),
+            syn_reported: heapless::Vec::new(),
             configured: false,
             started: self.now,
         });
@@ -337,6 +374,7 @@ impl<'a> Host<'a> {
                 self.groups.swap_remove(i);
             }
             self.stack.set_port_silent(vip, port, false)?;
+            self.stack.set_port_synack_gate(vip, port, false)?;
             self.stack.set_port_isn_key(vip, port, None)?;
             return Ok(());
         }
@@ -361,6 +399,7 @@ impl<'a> Host<'a> {
             Role::Backup
         };
         let silent = g.role == Role::Backup;
+        self.stack.set_port_synack_gate(vip, port, !silent)?;
         self.stack.set_port_silent(vip, port, silent)
     }
 
@@ -563,7 +602,12 @@ impl<'a> Host<'a> {
                 }
             }
             if let Some((from, epoch, flags)) = hb {
-                self.heard(i, now, from, epoch, flags & 1 != 0);
+                self.heard(i, now, from, epoch, flags & HB_PRIMARY != 0);
+                if flags & HB_PROBE != 0 {
+                    let g = &mut self.groups[i];
+                    let mine = (g.role == Role::Primary) as u8 * HB_PRIMARY;
+                    let _ = g.chan.heartbeat_to(now, from, &[g.local_rank, mine]);
+                }
             }
             if let Some((from, epoch)) = data_from {
                 // Only the primary sends DELIVER: such a batch announces its view too (a
@@ -613,9 +657,11 @@ impl<'a> Host<'a> {
                 self.step_down(gi);
             } else {
                 // A new primary needs everyone's progress afresh.
-                for c in self.groups[gi].conns.iter_mut() {
+                let g = &mut self.groups[gi];
+                for c in g.conns.iter_mut() {
                     c.reported = None;
                 }
+                g.syn_reported.clear();
             }
         }
     }
@@ -641,6 +687,27 @@ impl<'a> Host<'a> {
                     };
                     if newer {
                         *slot = Some((rcv_nxt, edge));
+                    }
+                } else {
+                    // No connection here yet: the backup holds the client's SYN (or more);
+                    // its SYN-ACK may be waiting for exactly this.
+                    let bit = 1u16 << from;
+                    match g
+                        .syn_reports
+                        .iter_mut()
+                        .find(|r| r.key == conn && r.irs1 == rcv_nxt)
+                    {
+                        Some(r) => r.ranks |= bit,
+                        None => {
+                            if g.syn_reports.is_full() {
+                                g.syn_reports.remove(0);
+                            }
+                            let _ = g.syn_reports.push(SynReport {
+                                key: conn,
+                                irs1: rcv_nxt,
+                                ranks: bit,
+                            });
+                        }
                     }
                 }
             }
@@ -781,6 +848,10 @@ impl<'a> Host<'a> {
     /// Primary: recompute each connection's ack limit and deliver what the group holds.
     /// Backup: report progress.
     fn update_connections(&mut self, gi: usize) {
+        if self.groups[gi].role == Role::Primary {
+            self.release_synacks(gi);
+            self.apply_local_deliveries(gi);
+        }
         let role = self.groups[gi].role;
         let n = self.groups[gi].conns.len();
         for ci in 0..n {
@@ -849,15 +920,16 @@ impl<'a> Host<'a> {
                     // Deliver only when every live backup's batch has room: the order of
                     // deliveries is the order of these messages, so none may be dropped.
                     let g = &mut self.groups[gi];
-                    let room = g
-                        .peers
-                        .iter()
-                        .filter(|p| !p.dead)
-                        .all(|p| g.outbox[p.rank as usize].len() + MSG_LEN <= MAX_PAYLOAD);
+                    let room = !g.pending_local.is_full()
+                        && g.peers
+                            .iter()
+                            .filter(|p| !p.dead)
+                            .all(|p| g.outbox[p.rank as usize].len() + MSG_LEN <= MAX_PAYLOAD);
                     if seq_gt(ack, c.delivered) && room {
                         g.conns[ci].delivered = ack;
                         let ranks: heapless::Vec<u8, MAX_REPLICAS> =
                             g.peers.iter().filter(|p| !p.dead).map(|p| p.rank).collect();
+                        let need = ranks.iter().fold(0u16, |m, &r| m | (1 << r));
                         for r in ranks {
                             self.stats.deliver_sent += 1;
                             queue_msg(
@@ -870,10 +942,82 @@ impl<'a> Host<'a> {
                                 },
                             );
                         }
-                        self.set_delivered(c.idx, c.gen, ack);
+                        // The service's output may depend on this order (a sequencer numbers
+                        // lines across connections): it reaches the client only after every
+                        // backup knows the order, or a backup that takes over orders
+                        // differently what the client has already seen answered.
+                        let _ = self.groups[gi].pending_local.push_back(LocalDelivery {
+                            idx: c.idx,
+                            gen: c.gen,
+                            upto: ack,
+                            need,
+                            frame: [0; MAX_REPLICAS],
+                        });
                     }
                 }
             }
+        }
+    }
+
+    /// Primary: a SYN-ACK acknowledges the client's SYN, so (invariant 1) it leaves only once
+    /// every live backup holds that SYN. A backup that missed it would otherwise never have
+    /// the connection, and could not carry it if it took over.
+    fn release_synacks(&mut self, gi: usize) {
+        let live = self.live_backup_mask(gi);
+        let now = self.now;
+        let (vip, port) = (self.groups[gi].vip, self.groups[gi].port);
+        let mut ready: heapless::Vec<ConnKey, MAX_FT_CONNS> = heapless::Vec::new();
+        for (addr, fport, irs, held) in self.stack.syncache_entries(vip, port) {
+            if !held {
+                continue;
+            }
+            let key = ConnKey { addr, port: fport };
+            let have = self.groups[gi]
+                .syn_reports
+                .iter()
+                .find(|r| r.key == key && r.irs1 == irs + 1)
+                .map_or(0, |r| r.ranks);
+            if live & !have == 0 {
+                let _ = ready.push(key);
+            }
+        }
+        for key in ready {
+            self.stack
+                .syncache_release(now, vip, port, key.addr, key.port);
+            self.groups[gi].syn_reports.retain(|r| r.key != key);
+        }
+    }
+
+    /// Primary: gives its own service the announced deliveries every live backup has
+    /// acknowledged, in the order they were announced.
+    fn apply_local_deliveries(&mut self, gi: usize) {
+        loop {
+            let g = &self.groups[gi];
+            let Some(d) = g.pending_local.front().copied() else {
+                return;
+            };
+            let known = (0..MAX_REPLICAS).all(|r| {
+                if d.need & (1 << r) == 0 {
+                    return true;
+                }
+                let Some(p) = g.peers.iter().find(|p| p.rank as usize == r) else {
+                    return true;
+                };
+                if p.dead {
+                    return true;
+                }
+                let rank = r as u8;
+                match d.frame[r] {
+                    // Dropped from the outbox while the peer was dead: nothing to wait for.
+                    0 => g.outbox[r].is_empty() && g.chan.unacked(rank) == 0,
+                    f => g.chan.acked(rank).is_none_or(|a| a >= f) || g.chan.unacked(rank) == 0,
+                }
+            });
+            if !known {
+                return;
+            }
+            self.groups[gi].pending_local.pop_front();
+            self.set_delivered(d.idx, d.gen, d.upto);
         }
     }
 
@@ -971,7 +1115,11 @@ impl<'a> Host<'a> {
         if lower_alive {
             return;
         }
-        if by_retransmits && !primary_dead {
+        // Suspected on client retransmissions alone, the primary may well be alive (one
+        // heartbeat lost while the client's path loses segments): with heartbeats it stays in
+        // the acknowledgement quorum, and the heartbeat timeout drops it if it is really gone.
+        // Without heartbeats nothing else would ever drop it.
+        if by_retransmits && !primary_dead && p.heartbeat_interval_ms == 0 {
             if let Some(x) = g.peers.iter_mut().find(|x| x.rank == primary_rank) {
                 x.dead = true;
             }
@@ -989,7 +1137,10 @@ impl<'a> Host<'a> {
         g.chan.set_epoch(epoch);
         g.role = Role::Primary;
         g.primary_rank = g.local_rank;
+        g.syn_reports.clear();
         let (vip, port) = (g.vip, g.port);
+        // Half-open connections answer only once the remaining backups hold their SYN too.
+        let _ = self.stack.set_port_synack_gate(vip, port, true);
         let _ = self.stack.set_port_silent(vip, port, false);
         let n = self.groups[gi].conns.len();
         for ci in 0..n {
@@ -1016,7 +1167,7 @@ impl<'a> Host<'a> {
         let g = &mut self.groups[gi];
         g.next_heartbeat = now;
         if g.params.heartbeat_interval_ms == 0 {
-            let _ = g.chan.heartbeat(now, &[g.local_rank, 1]);
+            let _ = g.chan.heartbeat(now, &[g.local_rank, HB_PRIMARY]);
         }
     }
 
@@ -1024,12 +1175,20 @@ impl<'a> Host<'a> {
         self.stats.step_downs += 1;
         let g = &mut self.groups[gi];
         g.role = Role::Backup;
+        g.syn_reports.clear();
+        g.syn_reported.clear();
+        // Announced but not applied here: the new primary decides the order from now on.
+        g.pending_local.clear();
         let (vip, port) = (g.vip, g.port);
+        let _ = self.stack.set_port_synack_gate(vip, port, false);
         let _ = self.stack.set_port_silent(vip, port, true);
         for c in g.conns.iter_mut() {
             c.reported = None;
             if let Some(so) = self.stack.sockets.get_mut(c.idx) {
                 if so.in_use && so.generation == c.gen {
+                    if let Some(applied) = so.tp.ft.read_limit {
+                        c.delivered = applied;
+                    }
                     so.tp.ft.muted = true;
                     so.tp.ft.follow_ts = true;
                     so.tp.ft.ack_limit = None;
@@ -1061,10 +1220,36 @@ impl<'a> Host<'a> {
             self.update_connections(gi);
             let g = &mut self.groups[gi];
             if g.params.heartbeat_interval_ms > 0 && now >= g.next_heartbeat {
-                let flags = (g.role == Role::Primary) as u8;
+                let flags = (g.role == Role::Primary) as u8 * HB_PRIMARY;
                 let _ = g.chan.heartbeat(now, &[g.local_rank, flags]);
                 g.next_heartbeat = now + g.params.heartbeat_interval();
             }
+            self.probe_silent_peers(gi, now);
+        }
+    }
+
+    /// A peer whose heartbeat is overdue is asked to answer at once, a few times before the
+    /// timeout: one lost heartbeat or two must not pass for a death. A false suspicion makes
+    /// a backup take over from a live primary, or a primary stop waiting for a live backup and
+    /// acknowledge bytes it lacks.
+    fn probe_silent_peers(&mut self, gi: usize, now: Instant) {
+        let g = &mut self.groups[gi];
+        if g.params.heartbeat_interval_ms == 0 {
+            return;
+        }
+        let (started, params) = (g.started, g.params);
+        let mine = ((g.role == Role::Primary) as u8 * HB_PRIMARY) | HB_PROBE;
+        let local = g.local_rank;
+        for k in 0..g.peers.len() {
+            let Some(due) = probe_due(&g.peers[k], &params, started) else {
+                continue;
+            };
+            if now < due {
+                continue;
+            }
+            let to = g.peers[k].rank;
+            let _ = g.chan.heartbeat_to(now, to, &[local, mine]);
+            g.peers[k].next_probe = now + probe_interval(&params);
         }
     }
 
@@ -1080,6 +1265,9 @@ impl<'a> Host<'a> {
             min(g.chan.poll_timeout());
             if g.params.heartbeat_interval_ms > 0 {
                 min(Some(g.next_heartbeat));
+                for p in &g.peers {
+                    min(probe_due(p, &g.params, g.started));
+                }
                 // The detector needs a look when a peer's silence would pass the timeout.
                 for p in &g.peers {
                     if let Some(h) = p.last_heard {
@@ -1111,6 +1299,9 @@ impl<'a> Host<'a> {
             }
             self.update_connections(gi);
             self.flush_outbox(gi, now);
+            if self.groups[gi].role == Role::Primary {
+                self.apply_local_deliveries(gi);
+            }
             let g = &mut self.groups[gi];
             let mut frame = [0u8; MAX_PAYLOAD + 128];
             if let Some((to, n)) = g.chan.poll_transmit(now, &mut frame) {
@@ -1141,6 +1332,7 @@ impl<'a> Host<'a> {
             // A backup's progress for every connection that moved, to the primary.
             let mut reported: heapless::Vec<(usize, (Seq, Seq)), MAX_FT_CONNS> =
                 heapless::Vec::new();
+            let mut syn_sent: heapless::Vec<(ConnKey, Seq), MAX_FT_CONNS> = heapless::Vec::new();
             if g.role == Role::Backup && r as u8 == g.primary_rank {
                 for (ci, c) in g.conns.iter().enumerate() {
                     let Some(so) = self.stack.sockets.get(c.idx) else {
@@ -1166,6 +1358,38 @@ impl<'a> Host<'a> {
                     }
                     let _ = reported.push((ci, now_state));
                 }
+                // Half-open connections: the primary holds their SYN-ACK until we hold the SYN.
+                let (vip, port) = (g.vip, g.port);
+                g.syn_reported.retain(|(k, irs1, _)| {
+                    self.stack
+                        .syncache_entries(vip, port)
+                        .any(|(a, p, irs, _)| a == k.addr && p == k.port && irs + 1 == *irs1)
+                });
+                for (addr, fport, irs, _) in self.stack.syncache_entries(vip, port) {
+                    let key = ConnKey { addr, port: fport };
+                    let due = match g
+                        .syn_reported
+                        .iter()
+                        .find(|(k, i, _)| *k == key && *i == irs + 1)
+                    {
+                        Some((_, _, at)) => now.saturating_duration_since(*at) >= PROGRESS_REFRESH,
+                        None => true,
+                    };
+                    if !due {
+                        continue;
+                    }
+                    let mut b = [0u8; MSG_LEN];
+                    let m = FtMsg::Progress {
+                        conn: key,
+                        rcv_nxt: irs + 1,
+                        edge: irs + 1,
+                    };
+                    let Some(n) = m.encode(&mut b) else { continue };
+                    if payload.extend_from_slice(&b[..n]).is_err() {
+                        break;
+                    }
+                    let _ = syn_sent.push((key, irs + 1));
+                }
             }
             if payload.is_empty() {
                 continue;
@@ -1177,11 +1401,32 @@ impl<'a> Host<'a> {
             }
             match g.chan.send(now, r as u8, &payload) {
                 Ok(()) => {
+                    if !g.outbox[r].is_empty() {
+                        let seq = g.chan.last_queued(r as u8).unwrap_or(0);
+                        for d in g.pending_local.iter_mut() {
+                            if d.need & (1 << r) != 0 && d.frame[r] == 0 {
+                                d.frame[r] = seq;
+                            }
+                        }
+                    }
                     g.outbox[r].clear();
                     for (ci, st) in reported {
                         g.conns[ci].reported = Some(st);
                         g.conns[ci].reported_at = now;
                         self.stats.progress_sent += 1;
+                    }
+                    for (key, irs1) in syn_sent {
+                        self.stats.progress_sent += 1;
+                        match g
+                            .syn_reported
+                            .iter_mut()
+                            .find(|(k, i, _)| *k == key && *i == irs1)
+                        {
+                            Some(e) => e.2 = now,
+                            None => {
+                                let _ = g.syn_reported.push((key, irs1, now));
+                            }
+                        }
                     }
                 }
                 Err(_) => {
@@ -1192,6 +1437,23 @@ impl<'a> Host<'a> {
             }
         }
     }
+}
+
+/// When a live peer's silence calls for a probe: once a heartbeat and a half is missing, and
+/// then every [`probe_interval`] until the timeout declares it dead.
+fn probe_due(p: &Peer, params: &DetectorParams, started: Instant) -> Option<Instant> {
+    if p.dead || params.heartbeat_interval_ms == 0 {
+        return None;
+    }
+    let iv = params.heartbeat_interval();
+    let first = p.last_heard.unwrap_or(started) + iv + Duration::from_micros(iv.total_micros() / 2);
+    Some(first.max(p.next_probe))
+}
+
+/// Probes go a few times per heartbeat interval: each has the round trip of the channel to
+/// come back before the next.
+fn probe_interval(params: &DetectorParams) -> Duration {
+    Duration::from_micros((params.heartbeat_interval().total_micros() / 4).max(1000))
 }
 
 /// The epoch a replica of rank `rank` takes over with, above every epoch `seen`. Epochs are

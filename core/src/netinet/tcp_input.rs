@@ -484,10 +484,13 @@ pub fn tcp_do_segment(so: &mut Socket<'_>, seg: &Seg<'_>, ctx: &mut TcpCtx<'_>) 
     }
 
     match so.tp.t_state {
+        // deviation: a replica's ACK may run ahead of its own output (see `ft_ack_ahead`);
+        // it is not an ACK for something never sent.
         TcpState::SynReceived
             if thflags.contains(TcpFlags::ACK)
                 && !thflags.contains(TcpFlags::RST)
-                && (seq_leq(th_ack, so.tp.snd_una) || seq_gt(th_ack, so.tp.snd_max)) =>
+                && (seq_leq(th_ack, so.tp.snd_una)
+                    || (seq_gt(th_ack, so.tp.snd_max) && !so.tp.ft_ack_may_lead())) =>
         {
             return Verdict::DropWithReset;
         }
@@ -766,8 +769,14 @@ fn process_ack_and_rest(
 ) -> Verdict {
     let ticks = ctx.ticks();
     let cfg = ctx.cfg;
-    // A muted replica cannot have "too much" acknowledged: the excess waits in ack_ahead.
-    let th_ack = if so.tp.ft.muted && seq_gt(seg.th_ack, so.tp.snd_max) {
+    // deviation: a replica whose group sent bytes it did not (a muted backup, or one that
+    // took over) cannot have "too much" acknowledged: what its service already produced
+    // counts as sent, and the excess waits in ack_ahead.
+    let lead = so.tp.ft_ack_may_lead();
+    if !from_syn_sent && lead && seq_gt(seg.th_ack, so.tp.snd_max) {
+        ft_ack_ahead(so, seg.th_ack);
+    }
+    let th_ack = if lead && seq_gt(seg.th_ack, so.tp.snd_max) {
         so.tp.snd_max
     } else {
         seg.th_ack
@@ -776,9 +785,6 @@ fn process_ack_and_rest(
     let maxseg = so.tp.maxseg();
 
     if !from_syn_sent {
-        if so.tp.ft.muted && seq_gt(th_ack, so.tp.snd_max) {
-            ft_ack_ahead(so, th_ack);
-        }
         if seq_gt(th_ack, so.tp.snd_max) {
             ctx.stat.rcvacktoomuch += 1;
             return dropafterack(so, ctx, thflags, th_ack);
@@ -1021,11 +1027,18 @@ fn process_ack_and_rest(
     step6(so, ctx, thflags, th_seq, th_ack, data, tiwin, needoutput)
 }
 
-/// A muted replica learns from the client's ACK that bytes were delivered which its own
-/// output has not reached yet: bytes its service already produced count as sent; the rest of
+/// The sequence number after the last byte the service has written: data starts after our
+/// SYN, which stays in sequence space until it is acknowledged.
+fn ft_produced_end(so: &Socket<'_>) -> Seq {
+    let syn = (so.tp.snd_una == so.tp.iss) as u32;
+    so.tp.snd_una + syn + so.so_snd.len() as u32
+}
+
+/// A replica learns from the client's ACK that bytes were delivered which its own output
+/// has not reached yet: bytes its service already produced count as sent; the rest of
 /// the acknowledgement waits in `ack_ahead` for the service to catch up.
 pub fn ft_ack_ahead(so: &mut Socket<'_>, th_ack: Seq) {
-    let produced_end = so.tp.snd_una + so.so_snd.len() as u32;
+    let produced_end = ft_produced_end(so);
     let reach = if seq_lt(th_ack, produced_end) {
         th_ack
     } else {
@@ -1046,7 +1059,11 @@ pub fn ft_ack_ahead(so: &mut Socket<'_>, th_ack: Seq) {
 /// (`ack_ahead`) are released at once, as if their ACK arrived now.
 pub fn ft_apply_ack_ahead(so: &mut Socket<'_>) {
     let Some(a) = so.tp.ft.ack_ahead else { return };
-    let produced_end = so.tp.snd_una + so.so_snd.len() as u32;
+    if !so.tp.t_state.have_established() {
+        // The handshake's ACK applies it (through `ft_ack_ahead`).
+        return;
+    }
+    let produced_end = ft_produced_end(so);
     let reach = if seq_lt(a, produced_end) {
         a
     } else {

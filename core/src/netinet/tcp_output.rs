@@ -383,9 +383,15 @@ pub fn tcp_output(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>, buf: &mut [u8]) -> 
             };
             opts.ts = Some((ticks.wrapping_add(tp.ts_offset), ecr));
         }
+        // deviation: a SACK block acknowledges too. While the FT layer holds the
+        // acknowledgement back for its replica group, this host's blocks may name bytes another
+        // replica lacks, and a sender never retransmits SACKed bytes before its RTO (RFC
+        // 6675): the replica would wait for them while the sender waits for the ACK. So no
+        // blocks then; the group's loss recovery runs on duplicate ACKs (NewReno).
         if tp.has_flag(tf::SACK_PERMIT)
             && tp.t_state.have_established()
             && !flags.contains(TcpFlags::SYN)
+            && tp.ft.ack_limit.is_none()
         {
             let blocks = tp.sackblks.blocks();
             let n = blocks.len().min(if opts.ts.is_some() { 3 } else { 4 });

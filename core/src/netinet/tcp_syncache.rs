@@ -38,6 +38,11 @@ pub struct SynCacheEntry {
     pub rxttime: Instant,
     /// Insertion order, for evicting the oldest entry on overflow.
     pub age: u32,
+    /// The SYN-ACK waits until the port's owner releases it (a replica group's primary waits
+    /// until every backup holds the SYN: the SYN-ACK acknowledges it).
+    ///
+    /// deviation: FreeBSD answers a SYN at once; this is the HydraNet-FT gate.
+    pub held: bool,
 }
 
 #[derive(Debug, Default)]

@@ -79,6 +79,9 @@ pub struct FtPoints {
     pub muted: bool,
     /// Follow the peer's echo of another replica's timestamp clock (backups).
     pub follow_ts: bool,
+    /// This replica took the connection over from another that sent bytes it never sent
+    /// itself: the peer's ACKs may cover them.
+    pub adopted: bool,
     /// The client acknowledged bytes beyond what this (backup) service has produced yet.
     pub ack_ahead: Option<Seq>,
     /// Data is readable by the application only below this sequence number (the order the
@@ -228,6 +231,11 @@ impl TcpCb {
                 }
             }
         }
+    }
+    /// Whether the peer may acknowledge bytes this connection never sent, because another
+    /// replica of its group sent them: it is a muted backup, or took over from one.
+    pub fn ft_ack_may_lead(&self) -> bool {
+        self.ft.muted || self.ft.adopted
     }
     /// The acknowledgement this connection may send: `rcv_nxt`, or less while the FT layer
     /// holds it back (every segment and reply uses this, not `rcv_nxt`).

@@ -150,6 +150,18 @@ pub struct Sim {
     /// (from, to, IPv4 packet): what an eavesdropper on that link sees.
     pub tap_chan: bool,
     pub chan_tap: Vec<(usize, usize, Vec<u8>)>,
+    /// When set, every segment a host sends the client is copied here as (host, IPv4 packet).
+    pub tap_client: bool,
+    pub client_tap: Vec<(usize, Vec<u8>)>,
+    /// Tests' loss of chosen packets: called with the host and the client's packet as the
+    /// redirector tunnels it there; `true` drops that copy.
+    #[allow(clippy::type_complexity)]
+    pub tunnel_drop: Option<Box<dyn FnMut(usize, &[u8]) -> bool>>,
+    /// Tests' loss of chosen ack-channel frames: called with the sending and the receiving
+    /// host and the time; `true` drops the frame (unlike a partition, the invariant checks
+    /// do not know).
+    #[allow(clippy::type_complexity)]
+    pub chan_drop: Option<Box<dyn FnMut(usize, usize, Instant) -> bool>>,
 }
 
 fn xorshift(x: &mut u64) -> u64 {
@@ -241,6 +253,10 @@ impl Sim {
             partition_end: vec![Instant::ZERO; n * n],
             tap_chan: false,
             chan_tap: Vec::new(),
+            tap_client: false,
+            client_tap: Vec::new(),
+            tunnel_drop: None,
+            chan_drop: None,
         }
     }
 
@@ -328,6 +344,15 @@ impl Sim {
 
     fn send(&mut self, from: Node, to: Node, delay: Duration, faults: LinkFaults, pkt: &[u8]) {
         if self.rand_pct() < faults.loss_pct {
+            if std::env::var_os("HYDRANET_TRACE_PACKETS").is_some() {
+                std::eprintln!(
+                    "{:>9} lost {:?} -> {:?}: {}",
+                    self.now.total_micros(),
+                    from,
+                    to,
+                    summary(pkt)
+                );
+            }
             return;
         }
         let copies = if self.rand_pct() < faults.dup_pct {
@@ -395,6 +420,12 @@ impl Sim {
                     if self.partitioned(i, j) {
                         return;
                     }
+                    let now = self.now;
+                    if let Some(f) = self.chan_drop.as_mut() {
+                        if f(i, j, now) {
+                            return;
+                        }
+                    }
                     let d = self.cfg.d_host_host;
                     let f = self.cfg.chan_links;
                     self.send(from, Node::Host(j), d, f, &pkt);
@@ -406,6 +437,9 @@ impl Sim {
 
     fn record_client_tx(&mut self, i: usize, pkt: &[u8]) {
         self.last_client_tx[i] = Some(self.now);
+        if self.tap_client {
+            self.client_tap.push((i, pkt.to_vec()));
+        }
         // Invariant 5: a backup transmits nothing to the client.
         if self.hosts[i].host.role(ORIGIN, SERVICE_PORT) == Some(Role::Backup) {
             let what = format!(
@@ -601,6 +635,11 @@ impl Sim {
                 if let Decision::Tunneled { .. } = d {
                     for (dst, bytes) in copies {
                         if let Some(j) = (0..self.hosts.len()).find(|&j| host_addr(j) == dst) {
+                            if let Some(f) = self.tunnel_drop.as_mut() {
+                                if f(j, &p.pkt) {
+                                    continue;
+                                }
+                            }
                             let dl = self.cfg.d_redir_host;
                             let f = self.cfg.tunnel_links;
                             self.send(Node::Redirector, Node::Host(j), dl, f, &bytes);
@@ -642,6 +681,16 @@ impl Sim {
         for (i, h) in self.hosts.iter().enumerate() {
             let e = h.host.epoch(ORIGIN, SERVICE_PORT).unwrap_or(0);
             if e != self.epochs[i] {
+                if std::env::var_os("HYDRANET_TRACE_PACKETS").is_some() {
+                    std::eprintln!(
+                        "{:>9} view: host {i} epoch {} -> {e}, role {:?}, alive {}, stats {:?}",
+                        now.total_micros(),
+                        self.epochs[i],
+                        h.host.role(ORIGIN, SERVICE_PORT),
+                        h.alive,
+                        h.host.stats
+                    );
+                }
                 self.epochs[i] = e;
                 self.last_view_change = now;
             }
@@ -753,6 +802,15 @@ pub fn summary(pkt: &[u8]) -> String {
     let Ok((ip, seg)) = ipv4::Ipv4Header::parse(pkt) else {
         return "malformed".into();
     };
+    if ip.protocol == ipv4::PROTO_IPIP {
+        return match crate::wire::ipip::decapsulate(pkt) {
+            Ok((_, inner)) => format!("{} > {} ipip [{}]", ip.src, ip.dst, summary(inner)),
+            Err(_) => format!("{} > {} ipip malformed", ip.src, ip.dst),
+        };
+    }
+    if ip.protocol != ipv4::PROTO_TCP {
+        return format!("{} > {} proto {}", ip.src, ip.dst, ip.protocol);
+    }
     match wtcp::parse_segment(seg, ip.src, ip.dst, false) {
         Ok(t) => format!(
             "{}:{} > {}:{} {} seq {} ack {} win {} len {}",

@@ -261,6 +261,10 @@ impl Schedule {
         let deadline = Instant::from_millis(120_000);
         let mut done_at: Option<Instant> = None;
         let trace = std::env::var_os("HYDRANET_TRACE").is_some();
+        let trace_every: u64 = std::env::var("HYDRANET_TRACE_EVERY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20_000);
         loop {
             // Faults due now.
             parts.retain(|p| {
@@ -346,7 +350,7 @@ impl Schedule {
                 });
                 break;
             }
-            if trace && sim.steps.is_multiple_of(20_000) {
+            if trace && sim.steps.is_multiple_of(trace_every) {
                 eprintln!(
                     "step {} t={}us primary {:?} alive {:?} {}",
                     sim.steps,
@@ -355,6 +359,48 @@ impl Schedule {
                     sim.hosts.iter().map(|h| h.alive).collect::<Vec<_>>(),
                     app.status()
                 );
+                let socks = sim
+                    .hosts
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, h)| {
+                        h.host
+                            .stack
+                            .sockets
+                            .iter()
+                            .filter(|s| s.in_use && !s.is_listening())
+                            .map(move |s| (format!("host {i}"), s))
+                    })
+                    .chain(
+                        sim.client
+                            .sockets
+                            .iter()
+                            .filter(|s| s.in_use)
+                            .map(|s| ("client".to_string(), s)),
+                    );
+                for (who, so) in socks {
+                    eprintln!(
+                        "  {who} :{} {:?} snd_una {} snd_nxt {} snd_max {} snd_wnd {} cwnd {} \
+                         rxtshift {} rcv_nxt {} rexmt {:?} persist {:?}",
+                        so.inp.fport.max(so.inp.lport),
+                        so.tp.t_state,
+                        so.tp.snd_una.0,
+                        so.tp.snd_nxt.0,
+                        so.tp.snd_max.0,
+                        so.tp.snd_wnd,
+                        so.tp.snd_cwnd,
+                        so.tp.t_rxtshift,
+                        so.tp.rcv_nxt.0,
+                        so.tp
+                            .t_timers
+                            .deadline(crate::netinet::tcp_timer::TimerKind::Rexmt)
+                            .map(|t| t.total_micros()),
+                        so.tp
+                            .t_timers
+                            .deadline(crate::netinet::tcp_timer::TimerKind::Persist)
+                            .map(|t| t.total_micros())
+                    );
+                }
             }
             if !sim.step() {
                 if !app.done() {

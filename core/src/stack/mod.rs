@@ -75,6 +75,8 @@ pub struct Stack<'a> {
     rr: usize,
     /// Ports that never send anything (a backup replica's): HydraNet-FT's output switch.
     silent_ports: heapless::Vec<(Ipv4Addr, u16), MAX_PORT_HOOKS>,
+    /// Ports whose SYN-ACKs wait for a release (see [`SynCacheEntry::held`]).
+    gated_ports: heapless::Vec<(Ipv4Addr, u16), MAX_PORT_HOOKS>,
     /// When the syncache last had to evict an entry (cookies are honoured for a while after).
     sc_last_overflow: Option<Instant>,
     /// Ports whose ISS and timestamp offset come from a key shared by a replica group.
@@ -83,6 +85,11 @@ pub struct Stack<'a> {
 
 /// How many ports can carry a silence switch or a group ISS key.
 pub const MAX_PORT_HOOKS: usize = 16;
+/// How far past ISS+1 a client's ACK may reach and still complete the handshake at a silent
+/// replica: the largest window TCP can open (RFC 7323), so any ACK the client could send for
+/// data it was really sent qualifies and a guessed one rarely does.
+const SILENT_ACK_AHEAD_MAX: u32 =
+    crate::netinet::tcp_var::TCP_MAXWIN << crate::netinet::tcp_var::TCP_MAX_WINSHIFT;
 
 impl<'a> Stack<'a> {
     /// A stack over caller-provided socket slots (each with its own buffer storage).
@@ -110,6 +117,7 @@ impl<'a> Stack<'a> {
             now: Instant::ZERO,
             rr: 0,
             silent_ports: heapless::Vec::new(),
+            gated_ports: heapless::Vec::new(),
             sc_last_overflow: None,
             port_isn: heapless::Vec::new(),
         }
@@ -364,6 +372,9 @@ impl<'a> Stack<'a> {
             e.rxmits = 0;
             e.rxttime = now + Duration::from_millis(self.sysctl.rexmit_initial as u64);
             e.rxmits += 1;
+            if e.held {
+                return;
+            }
             let r = self.synack_reply(&self.syncache.entries[i].clone(), now);
             queue_syn_reply(self, r);
             return;
@@ -443,7 +454,9 @@ impl<'a> Stack<'a> {
             rxmits: 1,
             rxttime: now + Duration::from_millis(self.sysctl.rexmit_initial as u64),
             age: 0,
+            held: self.gated_ports.contains(&(seg.dst, seg.dport)),
         };
+        let held = entry.held;
         let r = self.synack_reply(&entry, now);
         if group_key.is_some() || !(self.sysctl.syncookies && self.sysctl.syncookies_only) {
             if self.syncache.insert(entry) {
@@ -454,7 +467,9 @@ impl<'a> Stack<'a> {
         } else {
             self.tcpstat.sc_sendcookie += 1;
         }
-        queue_syn_reply(self, r);
+        if !held {
+            queue_syn_reply(self, r);
+        }
     }
 
     fn synack_reply(&self, e: &SynCacheEntry, now: Instant) -> Reply {
@@ -540,7 +555,15 @@ impl<'a> Stack<'a> {
         let entry = match self.syncache.find(seg.dst, seg.dport, seg.src, seg.sport) {
             Some(i) => {
                 let e = &self.syncache.entries[i];
-                if seg.th_ack != e.iss + 1 {
+                // deviation: a silent replica (a backup) that missed the handshake's ACK
+                // meets the client's later ACKs first; they acknowledge data the primary sent
+                // since (its service will produce the same bytes: the excess waits in
+                // `FtPoints::ack_ahead`). FreeBSD resets; a backup would never get the
+                // connection, and could not carry it if it took over.
+                let ahead = self.is_silent(seg.dst, seg.dport)
+                    && crate::netinet::tcp_seq::seq_gt(seg.th_ack, e.iss + 1)
+                    && seg.th_ack - (e.iss + 1) < SILENT_ACK_AHEAD_MAX;
+                if seg.th_ack != e.iss + 1 && !ahead {
                     return Expand::Reset;
                 }
                 if crate::netinet::tcp_seq::seq_leq(seg.th_seq, e.irs)
@@ -608,6 +631,7 @@ impl<'a> Stack<'a> {
                     rxmits: 0,
                     rxttime: now,
                     age: 0,
+                    held: false,
                 }
             }
         };
@@ -652,6 +676,7 @@ impl<'a> Stack<'a> {
         let _ = lgen;
         let cfg = self.sysctl.clone();
         let (mtu, encap) = (self.mtu, self.encap_overhead);
+        let silent = self.is_silent(e.laddr, e.lport);
         let so = &mut self.sockets[i];
         so.so_rcv.reserve(lrcv);
         so.so_snd.reserve(lsnd);
@@ -708,6 +733,12 @@ impl<'a> Stack<'a> {
         tp.t_keepcnt = lkeep.3;
         tp.t_rcvtime = now.ticks();
         tcp_mss(so, &cfg, mtu, encap, e.peer_mss as u32);
+        if silent {
+            // Its segments never leave, and its timestamps follow the primary's clock, from
+            // the ACK that completes the handshake on.
+            so.tp.ft.muted = true;
+            so.tp.ft.follow_ts = true;
+        }
         let t = keepinit(so, &cfg);
         so.tp.t_timers.activate(TimerKind::Keep, now, t);
     }
@@ -834,9 +865,12 @@ impl<'a> Stack<'a> {
                 continue;
             }
             let e = self.syncache.entries[i].clone();
-            let r = self.synack_reply(&e, now);
-            queue_syn_reply(self, r);
-            self.tcpstat.sc_retransmitted += 1;
+            // A held entry ages as if it answered, so one whose release never comes expires.
+            if !e.held {
+                let r = self.synack_reply(&e, now);
+                queue_syn_reply(self, r);
+                self.tcpstat.sc_retransmitted += 1;
+            }
             let cfg = &self.sysctl;
             let rexmt = rangeset(
                 cfg.rexmit_initial.saturating_mul(backoff(e.rxmits)),
@@ -1034,6 +1068,69 @@ impl Stack<'_> {
     pub fn is_silent(&self, addr: Ipv4Addr, port: u16) -> bool {
         self.silent_ports.contains(&(addr, port))
     }
+
+    /// HydraNet-FT's SYN gate: while on, a SYN to `addr:port` makes a held syncache entry
+    /// whose SYN-ACK leaves only on [`Stack::syncache_release`]. Turning it on holds the
+    /// entries already there (a new primary does not know that its backups hold them);
+    /// turning it off lets them answer on their next retransmission.
+    pub fn set_port_synack_gate(
+        &mut self,
+        addr: Ipv4Addr,
+        port: u16,
+        on: bool,
+    ) -> Result<(), crate::Errno> {
+        self.gated_ports.retain(|p| *p != (addr, port));
+        if on {
+            self.gated_ports
+                .push((addr, port))
+                .map_err(|_| crate::Errno::ENOSPC)?;
+        }
+        for e in self.syncache.entries.iter_mut() {
+            if e.laddr == addr && e.lport == port {
+                e.held = on;
+            }
+        }
+        Ok(())
+    }
+
+    /// Half-open connections to `addr:port`: (peer address, peer port, the peer's ISN, held).
+    pub fn syncache_entries(
+        &self,
+        addr: Ipv4Addr,
+        port: u16,
+    ) -> impl Iterator<Item = (Ipv4Addr, u16, Seq, bool)> + '_ {
+        self.syncache
+            .entries
+            .iter()
+            .filter(move |e| e.laddr == addr && e.lport == port)
+            .map(|e| (e.faddr, e.fport, e.irs, e.held))
+    }
+
+    /// Lets a held half-open connection answer: its SYN-ACK leaves now, and its
+    /// retransmissions start afresh. Returns whether such an entry was held.
+    pub fn syncache_release(
+        &mut self,
+        now: Instant,
+        laddr: Ipv4Addr,
+        lport: u16,
+        faddr: Ipv4Addr,
+        fport: u16,
+    ) -> bool {
+        let Some(i) = self.syncache.find(laddr, lport, faddr, fport) else {
+            return false;
+        };
+        let initial = self.sysctl.rexmit_initial as u64;
+        let e = &mut self.syncache.entries[i];
+        if !e.held {
+            return false;
+        }
+        e.held = false;
+        e.rxmits = 1;
+        e.rxttime = now + Duration::from_millis(initial);
+        let r = self.synack_reply(&self.syncache.entries[i].clone(), now);
+        queue_syn_reply(self, r);
+        true
+    }
     /// HydraNet-FT's ISS adoption: connections accepted on `addr:port` take their ISS and
     /// timestamp offset from `key`, so every replica sharing the key agrees on them.
     pub fn set_port_isn_key(
@@ -1067,8 +1164,12 @@ impl Stack<'_> {
         let tp = &mut so.tp;
         tp.ft.muted = false;
         tp.ft.follow_ts = false;
-        tp.ft.ack_ahead = None;
+        tp.ft.adopted = true;
         tp.ts_offset = tp.ts_offset.wrapping_add(ts_bump_ms);
+        // What the client acknowledged beyond this replica's own output is no longer owed:
+        // retransmitting starts after it (the rest waits for the service, as before).
+        crate::netinet::tcp_input::ft_apply_ack_ahead(so);
+        let tp = &mut so.tp;
         if tp.t_state.have_established() {
             tp.snd_nxt = tp.snd_una;
             tp.t_rxtshift = 0;
