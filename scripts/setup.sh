@@ -13,6 +13,7 @@ command -v tcpdump >/dev/null 2>&1 || apt_pkgs+=(tcpdump)
 command -v redis-server >/dev/null 2>&1 || apt_pkgs+=(redis-server)
 command -v redis-benchmark >/dev/null 2>&1 || apt_pkgs+=(redis-tools)
 command -v nc >/dev/null 2>&1 || apt_pkgs+=(netcat-openbsd)
+command -v ethtool >/dev/null 2>&1 || apt_pkgs+=(ethtool)   # hydranet bench path: offloads on/off
 if [ "${#apt_pkgs[@]}" -gt 0 ]; then
     echo "setup: installing ${apt_pkgs[*]}"
     apt-get update -qq

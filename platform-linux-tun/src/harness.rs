@@ -42,6 +42,25 @@ pub struct ClusterSpec {
     /// benchmarks compare plain TCP, redirection and groups of different sizes side by side
     /// in one deployment, so that a busy machine slows all of them alike.
     pub placed: Vec<(u16, ServiceSpec, Placement)>,
+    /// TCP tunables of every host server, by sysctl name ([`host_sysctl_default`]).
+    pub sysctl: Vec<(String, i64)>,
+}
+
+/// The host servers' TCP tunables unless a deployment says otherwise: none, i.e. FreeBSD's
+/// defaults (64 KiB receive, 32 KiB send buffers).
+pub fn host_sysctl_default() -> Vec<(String, i64)> {
+    Vec::new()
+}
+
+/// Socket buffers of 256 KiB each way. The core has no buffer autotuning, and a replicated
+/// connection's window is the smallest of the replicas' and opens only as fast as deliveries
+/// reach every service, so the defaults leave the path idle: with these, 32 MiB downloads
+/// through three replicas measured 0.82-0.87 of plain redirection here, against 0.53.
+pub fn host_sysctl_large_buffers() -> Vec<(String, i64)> {
+    vec![
+        ("net.inet.tcp.recvspace".into(), 256 * 1024),
+        ("net.inet.tcp.sendspace".into(), 256 * 1024),
+    ]
 }
 
 /// How a port of [`ClusterSpec::placed`] is served.
@@ -69,6 +88,7 @@ impl ClusterSpec {
             pcap: None,
             exe,
             placed: Vec::new(),
+            sysctl: host_sysctl_default(),
         }
     }
 
@@ -226,10 +246,21 @@ impl Cluster {
             .map(|(i, a)| format!("\"{i}@{a}\""))
             .collect();
         let d = self.spec.detector;
+        let sysctl = if self.spec.sysctl.is_empty() {
+            String::new()
+        } else {
+            let kv: Vec<String> = self
+                .spec
+                .sysctl
+                .iter()
+                .map(|(k, v)| format!("{k:?} = {v}"))
+                .collect();
+            format!("sysctl = {{ {} }}\n", kv.join(", "))
+        };
         for i in 0..self.spec.hosts {
             let t = &self.topo;
             let mut cfg = format!(
-                "tun = {:?}\naddr = \"{}\"\nctl = {:?}\n{pcap}redirectors = [\"{}\"]\nvhosts = [\"{ORIGIN}\"]\n",
+                "tun = {:?}\naddr = \"{}\"\nctl = {:?}\n{pcap}{sysctl}redirectors = [\"{}\"]\nvhosts = [\"{ORIGIN}\"]\n",
                 t.host_tuns[i],
                 t.host_addrs[i],
                 self.run_dir.join(format!("host{i}.sock")).display().to_string(),

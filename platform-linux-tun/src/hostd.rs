@@ -39,6 +39,7 @@ const PCAP_FLUSH: Duration = Duration::from_millis(50);
 /// ctl = "/run/hydranet/h0.sock" # control socket
 /// redirectors = ["198.51.100.1"]
 /// vhosts = ["192.0.2.80"]
+/// sysctl = { "net.inet.tcp.recvspace" = 262144 }   # optional TCP tunables
 ///
 /// [[group]]
 /// vip = "192.0.2.80"
@@ -66,6 +67,10 @@ pub struct HostConfig {
     pub ctl: PathBuf,
     #[serde(default)]
     pub pcap: Option<PathBuf>,
+    /// TCP tunables by their FreeBSD sysctl names (`net.inet.tcp.recvspace = 262144`),
+    /// applied before anything is served.
+    #[serde(default)]
+    pub sysctl: std::collections::BTreeMap<String, i64>,
     #[serde(default)]
     pub redirectors: Vec<Ipv4Addr>,
     #[serde(default)]
@@ -392,6 +397,13 @@ impl HostDaemon {
 pub fn run(cfg: &HostConfig) -> Result<(), String> {
     install_stop_handler();
     let mut d = HostDaemon::new(cfg.addr, &cfg.tun)?;
+    for (name, value) in &cfg.sysctl {
+        d.host
+            .stack
+            .sysctl
+            .set(name, *value)
+            .map_err(|e| format!("sysctl {name} = {value}: {e}"))?;
+    }
     let tun = Tun::open(&cfg.tun).map_err(|e| format!("TUN device {}: {e}", cfg.tun))?;
     let mut driver = TunDriver::new(tun);
     let capture = match &cfg.pcap {

@@ -220,6 +220,7 @@ pub fn run_once(opts: &DemoOptions, exe: &Path) -> Result<(Report, ClientResult)
         pcap: opts.pcap.clone(),
         exe: exe.to_path_buf(),
         placed: Vec::new(),
+        sysctl: crate::harness::host_sysctl_default(),
     })?;
     // A live progress line only on a terminal; in a log, just the events.
     let tty = io::IsTerminal::is_terminal(&io::stdout());

@@ -39,6 +39,7 @@ fn cluster(services: Vec<(u16, ServiceSpec)>) -> Option<Cluster> {
         pcap: None,
         exe: env!("CARGO_BIN_EXE_hydranet").into(),
         placed: Vec::new(),
+        sysctl: hydranet_platform_linux_tun::harness::host_sysctl_default(),
     };
     Some(Cluster::start(spec).unwrap_or_else(|e| panic!("cluster: {e}")))
 }
@@ -585,6 +586,7 @@ fn pcap_captures_every_interface_the_harness_owns() {
         pcap: Some(dir.clone()),
         exe: env!("CARGO_BIN_EXE_hydranet").into(),
         placed: Vec::new(),
+        sysctl: hydranet_platform_linux_tun::harness::host_sysctl_default(),
     };
     let c = Cluster::start(spec).unwrap_or_else(|e| panic!("cluster: {e}"));
     let tuns: Vec<String> = std::iter::once(c.topo.redirector_tun.clone())
