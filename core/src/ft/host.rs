@@ -901,6 +901,7 @@ impl<'a> Host<'a> {
                     }
                     let so = &mut self.stack.sockets[c.idx];
                     let old_limit = so.tp.ft.ack_limit;
+                    let old_edge = so.tp.ft.edge_limit;
                     if limited {
                         so.tp.ft.ack_limit = Some(ack);
                         so.tp.ft.edge_limit = Some(edge_min);
@@ -915,6 +916,17 @@ impl<'a> Host<'a> {
                     };
                     if moved && seq_gt(ack, so.tp.last_ack_sent) {
                         so.tp.t_flags |= crate::netinet::tcp_var::tf::ACKNOW;
+                        so.output_wanted = true;
+                    }
+                    // The group's window may have opened without the acknowledgement moving
+                    // (a backup's service read, or a new view heard from its backups): let
+                    // tcp_output judge whether that is worth a window update, or a sender
+                    // facing a closed window waits for its persist timer.
+                    let opened = match (old_edge, so.tp.ft.edge_limit) {
+                        (Some(o), Some(n)) => seq_gt(n, o),
+                        _ => false,
+                    };
+                    if opened {
                         so.output_wanted = true;
                     }
                     // Deliver only when every live backup's batch has room: the order of
