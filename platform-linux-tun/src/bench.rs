@@ -681,8 +681,14 @@ pub fn failover_transfer(
 /// retransmissions reached them as duplicates (what the retransmission detector counts) or
 /// fell outside their window.
 fn note_no_takeover(c: &Cluster, port: u16) {
-    const KEYS: [&str; 5] = [
+    const KEYS: [&str; 11] = [
         "ft.takeovers",
+        "ft.step_downs",
+        "ft.progress_sent",
+        "ft.progress_rcvd",
+        "ft.deliver_sent",
+        "ft.deliver_rcvd",
+        "ft.backups_dropped",
         "tcp.rcvduppack",
         "tcp.rcvpartduppack",
         "tcp.rcvpackafterwin",
@@ -695,10 +701,17 @@ fn note_no_takeover(c: &Cluster, port: u16) {
         else {
             continue;
         };
-        let v: Vec<String> = KEYS
+        let mut v: Vec<String> = KEYS
             .iter()
             .filter_map(|k| Some(format!("{k}={}", crate::harness::counter(&all, k)?)))
             .collect();
+        // The ack channel's own drops say whether the new view reached the others.
+        v.extend(
+            all.split(' ')
+                .filter(|f| f.starts_with(&format!("chan@{}:{port}.", crate::harness::ORIGIN)))
+                .filter(|f| !f.ends_with("=0"))
+                .map(|f| f.to_string()),
+        );
         parts.push(format!("host {i}: {}", v.join(" ")));
     }
     eprintln!(
