@@ -11,6 +11,12 @@ and the socket calls and sysctls the harness models (connect, accept, read, writ
 close, a few `sysctl -w`). The format is documented in src/stack_input.rs; the TAG_* numbers and
 the SYSCTLS table below must match it.
 
+For the newer targets (input formats in src/ackchan.rs, src/ipip.rs, src/ft_group.rs): every
+script's text is a pkt_script seed; its inbound packets, re-addressed to a routed origin, are
+ipip_redirector seeds (to the redirector and through a host's tunnel); ctl_protocol gets the
+requests and responses of the protocol's documentation; ackchan_frames and ft_group get a few
+hand-made schedules (ack-channel frames sealed here with the harness's key).
+
 The suite defaults to $HYDRANET_TCP_TESTSUITE, else ../shared/tcp-testsuite beside the
 workspace (this file is in <workspace>/fuzz). Files are named by the SHA-1 of their content, as
 libFuzzer names its corpus, so re-running adds nothing twice.
@@ -18,6 +24,7 @@ libFuzzer names its corpus, so re-running adds nothing twice.
 
 import argparse
 import hashlib
+import hmac
 import os
 import re
 import struct
@@ -288,6 +295,120 @@ def convert(text, index):
     return packets, bytes(ops)
 
 
+# --- seeds of the newer targets -----------------------------------------------------------
+
+ORIGIN = bytes([192, 0, 2, 80])
+
+CTL_LINES = [
+    "v_host 192.0.2.80",
+    "setportopt 192.0.2.80 80 primary 2 1000 10 30",
+    "setportopt 192.0.2.80 80 normal 0 0 0 0",
+    "setportopt 192.0.2.80 80 backup 0 0 10 30",
+    "group 192.0.2.80 80 7 0 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f "
+    "0@198.51.100.1,1@198.51.100.2",
+    "redirector 198.51.100.1",
+    "serve 192.0.2.80 80 bulk:8388608",
+    "serve 192.0.2.80 6379 relay:127.0.0.1:6379",
+    "route add 192.0.2.80 80 198.51.100.11,198.51.100.12",
+    "route del 192.0.2.80 80",
+    "replica add 192.0.2.80 80 198.51.100.13",
+    "replica del 192.0.2.80 80 198.51.100.13\r\n",
+    "status\n",
+    "counters",
+    "shutdown",
+    "ok",
+    "ok vhosts=1 groups=1 connections=0",
+    "err EINVAL setportopt: heartbeat_timeout_ms must exceed heartbeat_interval_ms",
+    "err ENOENT",
+    "err ENOSPC table full\n",
+]
+
+
+def ipip_seeds(packets):
+    """The scripts' inbound packets to the redirector (origin 192.0.2.80:80 routed to three
+    hosts, 192.0.2.81:443 routed to none) and through a host's tunnel."""
+    head = struct.pack("<H", 1500) + bytes([2]) + bytes([0]) + struct.pack("<H", 80) + bytes([3])
+    head += bytes([1]) + struct.pack("<H", 443) + bytes([4])
+    seeds = []
+    for i, p in enumerate(packets[:300]):
+        p = bytearray(p)
+        p[16:20] = ORIGIN
+        blob = struct.pack("<H", len(p)) + bytes(p)
+        ops = bytes([0, 2, i % 3]) + blob + bytes([2, 2]) + blob
+        seeds.append(head + ops)
+    # Built packets: with and without DF, IP options, fragments, a small MTU.
+    for df, opts, frag in ((1, 0, 0), (0, 3, 0), (3, 0, 0x2000), (3, 0, 0x0010), (1, 10, 0)):
+        ops = bytes([1, 0, df]) + struct.pack("<H", 1480) + bytes([opts]) + struct.pack("<H", frag)
+        seeds.append(head + ops)
+        seeds.append(struct.pack("<H", 576) + head[2:] + ops + bytes([4]) + struct.pack("<H", 68) + ops)
+    return seeds
+
+
+ACK_KEY = bytes(((i * 37) & 0xFF) ^ 0xA5 for i in range(32))
+GROUP = 7
+
+
+def frame(kind, src, dst, epoch, src_sess, dst_sess, number, aux, payload, group=GROUP, key=ACK_KEY):
+    body = bytes([1, kind, src, dst]) + struct.pack(
+        ">IIQQQQH", group, epoch, src_sess, dst_sess, number, aux, len(payload)
+    ) + payload
+    return body + hmac.new(key, body, hashlib.sha256).digest()[:16]
+
+
+def ackchan_seeds():
+    """Channel harness: `b` (2, incarnation 5) talks to `a` (1, incarnation 1); each has its
+    peer entry of generation 1. Host harness: the fuzzer's peer has incarnation 3."""
+    a_sess, b_sess = (1 << 32) | 1, (5 << 32) | 1
+    blob = lambda f: struct.pack("<H", len(f)) + f
+    seeds = []
+    # Channel: b's next DATA (sequence 2, payload counter 2), then replays, flips, truncation.
+    data2 = frame(1, 2, 1, 0, b_sess, a_sess, 2, 9, struct.pack(">Q", 2) + b"seed")
+    hb = frame(3, 2, 1, 0, b_sess, a_sess, 1, 0, b"\x01\x01")
+    ack = frame(2, 2, 1, 0, b_sess, a_sess, 0, 0, b"")
+    seeds.append(bytes([0, 0]) + blob(data2) + bytes([0]) + blob(data2) + bytes([0]) + blob(hb) + bytes([0]) + blob(ack))
+    seeds.append(bytes([0, 0]) + blob(frame(1, 2, 1, 0, b_sess, a_sess, 2, 9, b"x" * 8, group=8)))
+    seeds.append(bytes([0, 0]) + blob(data2[:-1]) + bytes([0]) + blob(data2 + b"\0"))
+    ops = bytes([5]) + struct.pack("<H", 100) + bytes([5]) + struct.pack("<H", 1024) + bytes([4, 0x02])
+    ops += bytes([3, 0, 3, 1, 1, 0, 2]) + struct.pack("<HB", 30, 0x40)
+    ops += bytes([2, 0, 4]) + struct.pack("<Q", 2) + bytes([2, 1, 7]) + struct.pack("<Q", 0)
+    ops += bytes([10, 0]) + struct.pack("<H", 40) + bytes([11, 0]) + struct.pack("<H", 3) + b"abc"
+    ops += bytes([12, 0, 5, 8, 3, 4, 0, 6, 10, 4, 0, 7]) + struct.pack("<H", 500) + bytes([4, 0, 13]) + struct.pack("<H", 64) + bytes([4, 0])
+    seeds.append(bytes([0]) + ops)
+    for field in range(12):
+        seeds.append(bytes([0, 5]) + struct.pack("<H", 40) + bytes([4, 1, 2, 0xFF, field]) + struct.pack("<Q", 1 << 1) + bytes([4, 0]))
+    # Host: as primary (rank 0, the peer is the backup 1) and as backup (rank 1).
+    for local in (0, 1):
+        p = 1 - local
+        ops = bytes([1, local])
+        ops += bytes([3, p, 1 if p == 0 else 0, 5, 0])  # peer heartbeat, exchange
+        ops += bytes([7, 0, 0x02]) + struct.pack("<I", 1000) + bytes([1]) + struct.pack("<I", 0) + struct.pack("<H", 0)
+        ops += bytes([6]) + struct.pack("<H", 5)
+        ops += bytes([7, 0, 0x10]) + struct.pack("<I", 1001) + bytes([0]) + struct.pack("<I", 0) + struct.pack("<H", 100)
+        msgs = bytes([1]) + bytes([0x81, 0]) + struct.pack("<II", 1101, 60000) + bytes([2, 0]) + struct.pack("<II", 1101, 0)
+        ops += bytes([2]) + msgs
+        ops += bytes([6]) + struct.pack("<H", 40) + bytes([9, 0, 10, 0, 4]) + struct.pack("<Q", 5 << 1 | 1)
+        ops += bytes([0]) + blob(b"\x01\x01" + bytes(60)) + bytes([1]) + blob(bytes(62)) + bytes([11]) + blob(bytes(70))
+        ops += bytes([4]) + struct.pack("<I", 17) + bytes([3, p, 1, 6]) + struct.pack("<H", 100)
+        seeds.append(ops)
+    return seeds
+
+
+def ft_group_seeds():
+    seeds = []
+    for workload in range(4):
+        for replicas in (0, 1):
+            head = bytes([replicas, workload, 40, workload + 1, 0, 0])
+            ops = bytes([0, 63, 0, 63])
+            ops += bytes([3, 1, 0]) + struct.pack("<H", 62) + bytes(62)          # garbage from a member
+            ops += bytes([4, 0, 1]) + struct.pack("<H", 0)                      # replay
+            ops += bytes([4, 3, 2]) + struct.pack("<H", 0x0105)                 # re-addressed, flipped
+            ops += bytes([5, 1]) + struct.pack("<H", 40) + bytes(40)            # stranger tunnel
+            ops += bytes([0, 30, 1, 0, 6]) + struct.pack("<H", 1500)            # crash the primary
+            ops += bytes([2, 0, 1]) + struct.pack("<H", 20) + bytes([6]) + struct.pack("<H", 2000)
+            seeds.append(head + ops)
+    return seeds
+
+
 def write_unique(folder, data):
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, hashlib.sha1(data).hexdigest())
@@ -312,15 +433,38 @@ def main():
     for root, _, files in os.walk(args.suite):
         scripts += [os.path.join(root, f) for f in files if f.endswith(".pkt")]
     scripts.sort()
-    counts = {"wire_tcp": 0, "wire_ipv4": 0, "stack_input": 0}
+    counts = {
+        t: 0
+        for t in (
+            "wire_tcp", "wire_ipv4", "stack_input", "pkt_script", "ipip_redirector",
+            "ctl_protocol", "ackchan_frames", "ft_group",
+        )
+    }
+
+    def add(target, data):
+        counts[target] += write_unique(os.path.join(args.out, target), data)
+
+    all_packets = []
     for i, path in enumerate(scripts):
         with open(path, encoding="utf-8", errors="replace") as f:
-            packets, ops = convert(f.read(), i)
+            text = f.read()
+        packets, ops = convert(text, i)
+        add("pkt_script", text.encode())
         for p in packets:
             for target in ("wire_tcp", "wire_ipv4"):
-                counts[target] += write_unique(os.path.join(args.out, target), p)
+                add(target, p)
+        all_packets += packets
         if packets:
-            counts["stack_input"] += write_unique(os.path.join(args.out, "stack_input"), ops)
+            add("stack_input", ops)
+    for seed in ipip_seeds(sorted(set(all_packets))):
+        add("ipip_redirector", seed)
+    for line in CTL_LINES:
+        add("ctl_protocol", line.encode())
+    add("ctl_protocol", "\n".join(CTL_LINES).encode())
+    for seed in ackchan_seeds():
+        add("ackchan_frames", seed)
+    for seed in ft_group_seeds():
+        add("ft_group", seed)
     print(
         f"make-seeds: {len(scripts)} scripts -> "
         + ", ".join(f"{n} new in corpus/{t}" for t, n in counts.items())

@@ -11,14 +11,19 @@
 #                              ones; bugs:1,4 steers around those only; 0 around none.
 #   FUZZ_SANITIZER             none (default: the core is #![forbid(unsafe_code)], so the Rust
 #                              checks catch what ASan would, at ~20x the speed) or address.
-#   CARGO_TARGET_DIR           where to build (default fuzz/target).
+#   FUZZ_TARGET_DIR            where to build (default fuzz/target; not CARGO_TARGET_DIR, which
+#                              usually names the main workspace's, whose artifacts the fuzz
+#                              flags would invalidate).
+#   HYDRANET_FUZZ_FT_INVARIANTS  1: ft_group fails on a violated FT invariant (default: prints
+#                              the first violation of each invariant and goes on; see README).
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-15}
 export HYDRANET_FUZZ_AVOID_KNOWN=${HYDRANET_FUZZ_AVOID_KNOWN:-1}
 sanitizer=${FUZZ_SANITIZER:-none}
-target_dir=${CARGO_TARGET_DIR:-$PWD/target}
-targets=(wire_ipv4 wire_tcp stack_input two_stacks)
+target_dir=${FUZZ_TARGET_DIR:-$PWD/target}
+targets=(wire_ipv4 wire_tcp stack_input two_stacks ackchan_frames ipip_redirector ctl_protocol ft_group
+    pkt_script)
 
 # cargo-fuzz drives libFuzzer through nightly-only rustc flags.
 if cargo +nightly --version >/dev/null 2>&1; then
@@ -37,7 +42,9 @@ fi
 
 python3 make-seeds.py
 fuzz=(cargo "${toolchain[@]}" fuzz)
+start=$(date +%s)
 "${fuzz[@]}" build -s "$sanitizer" --target-dir "$target_dir" >/dev/null
+echo "smoke: built in $(($(date +%s) - start)) s"
 
 failed=0
 summary=()
@@ -57,7 +64,7 @@ for t in "${targets[@]}"; do
     last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
     cov=$(sed -n 's/.* cov: \([0-9]*\) .*/\1/p' <<<"$last")
     ft=$(sed -n 's/.* ft: \([0-9]*\) .*/\1/p' <<<"$last")
-    summary+=("$(printf '%-12s %-6s %10s execs  cov %-6s ft %s' "$t" "$status" "${runs:-?}" "${cov:-?}" "${ft:-?}")")
+    summary+=("$(printf '%-16s %-6s %10s execs  cov %-6s ft %s' "$t" "$status" "${runs:-?}" "${cov:-?}" "${ft:-?}")")
     rm -f "$log"
 done
 
@@ -83,6 +90,6 @@ for t in "${targets[@]}"; do
     done
 done
 
-echo "== summary"
+echo "== summary ($(($(date +%s) - start)) s with the build)"
 printf '%s\n' "${summary[@]}"
 exit "$failed"

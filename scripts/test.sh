@@ -17,6 +17,22 @@ cargo build -q -p hydranet-core --no-default-features
 cargo build -q -p hydranet-core --no-default-features --target x86_64-unknown-none
 cargo build -q -p hydranet-core --no-default-features --features defmt
 
+echo "== FreeBSD build checks (the kernel module's Rust library; the FreeBSD syscalls backend)"
+# The static library the module links: no_std, the kernel's code model, the entry points the C
+# shim calls. Its own target folder, so these RUSTFLAGS do not invalidate the main build cache.
+RUSTFLAGS="-C code-model=kernel -C relocation-model=static -C no-redzone=yes" \
+    CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/kmod" \
+    cargo rustc -q -p hydranet-platform-freebsd --lib --release --features kmod \
+    --target x86_64-unknown-none --crate-type staticlib
+RUSTFLAGS="-C code-model=kernel -C relocation-model=static -C no-redzone=yes" \
+    CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/kmod" \
+    cargo clippy -q -p hydranet-platform-freebsd --lib --features kmod \
+    --target x86_64-unknown-none -- -D warnings
+cargo check -q -p hydranet-syscalls --target x86_64-unknown-freebsd --all-targets
+cargo clippy -q -p hydranet-syscalls --target x86_64-unknown-freebsd --all-targets -- -D warnings
+# The C shim against declarations of the FreeBSD KPIs it uses (no FreeBSD headers here).
+platform-freebsd/kmod/test-stubs/check.sh
+
 echo "== FreeBSD tcp-testsuite (IPv4 scripts; floor in conformance/FLOOR)"
 cargo build -q --release -p hydranet-conformance
 # Failures and the summary are printed; passes and skipped IPv6 scripts are only counted.
@@ -25,6 +41,18 @@ cargo build -q --release -p hydranet-conformance
 
 echo "== fuzz regression inputs (every saved crash input replayed)"
 (cd fuzz && cargo test -q --release)
+
+# Every cargo-fuzz target briefly (8 s each, about 75 s for the nine, plus the build), failing
+# on any crash; HYDRANET_FUZZ_SMOKE_SECS=0 skips it. Its own target directory: the fuzz build's
+# sanitizer flags would otherwise invalidate the workspace's artifacts.
+smoke_secs=${HYDRANET_FUZZ_SMOKE_SECS:-8}
+if [ "$smoke_secs" != 0 ]; then
+    echo "== fuzz smoke (${smoke_secs}s per target)"
+    if [ -n "${CARGO_TARGET_DIR:-}" ]; then
+        export FUZZ_TARGET_DIR=${FUZZ_TARGET_DIR:-$CARGO_TARGET_DIR-fuzz}
+    fi
+    fuzz/smoke.sh "$smoke_secs"
+fi
 
 echo "== doc tests"
 cargo test -q --workspace --doc

@@ -5,8 +5,19 @@
 //! * [`wire::tcp`] — `wire_tcp`
 //! * [`stack_input::run`] — `stack_input`
 //! * [`two_stacks::run`] — `two_stacks`
+//! * [`ackchan::run`] — `ackchan_frames`
+//! * [`ipip::run`] — `ipip_redirector`
+//! * [`ctl::run`] — `ctl_protocol`
+//! * [`ft_group::run`] — `ft_group`
+//! * [`pkt_script::run`] — `pkt_script`
 
+pub mod ackchan;
+pub mod ctl;
+pub mod ft_group;
+pub mod ipip;
 pub mod net;
+pub mod pkt_script;
+pub mod rd;
 pub mod stack_input;
 pub mod two_stacks;
 pub mod wire;

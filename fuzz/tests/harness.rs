@@ -126,11 +126,16 @@ fn regressions() -> Vec<(String, Body, Vec<u8>, bool)> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions");
     let known = std::fs::read_to_string(root.join("KNOWN")).unwrap_or_default();
     let mut out = Vec::new();
-    let targets: [(&str, Body); 4] = [
+    let targets: [(&str, Body); 9] = [
         ("wire_ipv4", hydranet_fuzz::wire::ipv4),
         ("wire_tcp", hydranet_fuzz::wire::tcp),
         ("stack_input", stack_input::run),
         ("two_stacks", two_stacks_bytes),
+        ("ackchan_frames", hydranet_fuzz::ackchan::run),
+        ("ipip_redirector", hydranet_fuzz::ipip::run),
+        ("ctl_protocol", hydranet_fuzz::ctl::run),
+        ("ft_group", hydranet_fuzz::ft_group::run),
+        ("pkt_script", hydranet_fuzz::pkt_script::run),
     ];
     for (target, body) in targets {
         let Ok(dir) = std::fs::read_dir(root.join(target)) else {
@@ -274,4 +279,28 @@ fn fixed_bug_5_acked_bytes_lost_after_rcvbuf_lowered() {
         NetOp::DeliverAll,
     ]);
     two_stacks::run(&ops);
+}
+
+/// The newer targets run on empty and small hand-made inputs (their seeds come from
+/// make-seeds.py and are not committed).
+#[test]
+fn newer_targets_run() {
+    for data in [
+        &b""[..],
+        b"\0",
+        b"\x01\x00",
+        b"\x01\x01\x05\x00\x06\x64\x00",
+    ] {
+        hydranet_fuzz::ackchan::run(data);
+        hydranet_fuzz::ipip::run(data);
+        hydranet_fuzz::ctl::run(data);
+        hydranet_fuzz::ft_group::run(data);
+        hydranet_fuzz::pkt_script::run(data);
+    }
+    // A channel exchange with a send, a replay and a truncated replay.
+    hydranet_fuzz::ackchan::run(&[0, 5, 100, 0, 4, 0, 3, 0, 10, 0, 30, 0, 4, 0]);
+    hydranet_fuzz::ctl::run(b"route add 192.0.2.80 80 198.51.100.11,198.51.100.12\nok a=1\n");
+    hydranet_fuzz::pkt_script::run(b"0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n");
+    // Two replicas, an upload of 98 bytes, a few steps and a crash of the primary.
+    hydranet_fuzz::ft_group::run(&[0, 0, 1, 1, 0, 0, 0, 63, 1, 0, 6, 0xd0, 0x07]);
 }
