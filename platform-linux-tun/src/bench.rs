@@ -102,20 +102,6 @@ pub fn tcp_info(s: &TcpStream) -> io::Result<libc::tcp_info> {
     }
 }
 
-fn is_reset(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
-    )
-}
-
-fn kernel_resets() -> u64 {
-    netns::tcp_counters()
-        .ok()
-        .and_then(|c| c.get("Tcp.EstabResets").copied())
-        .unwrap_or(0)
-}
-
 fn write_file(path: &Path, text: &str) -> Result<(), String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -567,7 +553,7 @@ pub fn failover_transfer(
             end.error = Some(format!("client namespace: {e}"));
             return end;
         }
-        let before = kernel_resets();
+        let before = netns::kernel_resets();
         let run = (|| -> io::Result<()> {
             let s = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(5))?;
             // A stuck transfer ends by the conductor's shutdown; these only guard against the
@@ -581,10 +567,10 @@ pub fn failover_transfer(
             }
         })();
         if let Err(e) = run {
-            end.reset = is_reset(&e);
+            end.reset = netns::is_reset(&e);
             end.error = Some(e.to_string());
         }
-        end.kernel_resets = kernel_resets().saturating_sub(before);
+        end.kernel_resets = netns::kernel_resets().saturating_sub(before);
         end
     });
     let sock = match sock_rx.recv_timeout(Duration::from_secs(10)) {

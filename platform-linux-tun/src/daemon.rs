@@ -85,6 +85,12 @@ impl Capture {
     }
 }
 
+/// A daemon's TOML configuration file; errors name the file.
+pub fn load_config<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// `field=value` pairs of a `Debug`-formatted counters struct (`Name { a: 1, b: 2 }`), each
 /// key prefixed: the core's counter structs all derive `Debug`, so this keeps the daemons'
 /// `counters` answer complete as fields are added.

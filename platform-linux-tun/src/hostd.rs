@@ -124,8 +124,7 @@ pub struct ServeSection {
 
 impl HostConfig {
     pub fn load(path: &std::path::Path) -> Result<HostConfig, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        crate::daemon::load_config(path)
     }
 
     /// The configuration as the control requests that establish it, in the order they must

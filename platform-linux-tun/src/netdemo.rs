@@ -73,21 +73,6 @@ pub fn make_file(path: &Path, size: usize) -> io::Result<[u8; 32]> {
     Ok(h.finalize().into())
 }
 
-fn is_reset(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
-    )
-}
-
-/// Connections of the client's namespace that ended in a reset (the kernel's own count, so a
-/// reset nobody read an error for still shows).
-fn kernel_resets() -> u64 {
-    netns::tcp_counters()
-        .map(|c| c.get("Tcp.EstabResets").copied().unwrap_or(0))
-        .unwrap_or(0)
-}
-
 /// An HTTP/1.1 GET with the kernel's TCP; reports progress and kill points as it reads.
 fn download(
     size: usize,
@@ -256,7 +241,7 @@ pub fn run_once(opts: &DemoOptions, exe: &Path) -> Result<(Report, ClientResult)
                     return r;
                 }
                 if let Err(e) = echo_session(stop_rx, &mut r) {
-                    if is_reset(&e) {
+                    if netns::is_reset(&e) {
                         r.resets += 1;
                     }
                     r.echo_error = Some(e.to_string());
@@ -269,9 +254,9 @@ pub fn run_once(opts: &DemoOptions, exe: &Path) -> Result<(Report, ClientResult)
             r.error = Some(format!("client namespace: {e}"));
             return r;
         }
-        let before = kernel_resets();
+        let before = netns::kernel_resets();
         if let Err(e) = download(size, vec![size / 3, 2 * size / 3], tx, &mut r) {
-            if is_reset(&e) {
+            if netns::is_reset(&e) {
                 r.resets += 1;
             }
             r.error = Some(e.to_string());
@@ -283,7 +268,7 @@ pub fn run_once(opts: &DemoOptions, exe: &Path) -> Result<(Report, ClientResult)
         r.echo_worst = e.echo_worst;
         r.echo_error = e.echo_error;
         r.resets += e.resets;
-        r.kernel_resets = kernel_resets().saturating_sub(before);
+        r.kernel_resets = netns::kernel_resets().saturating_sub(before);
         r
     });
 

@@ -198,6 +198,23 @@ pub fn parse_proc_counters(text: &str, groups: &[&str], out: &mut BTreeMap<Strin
     }
 }
 
+/// Whether a socket error means the peer reset (or aborted) the connection.
+pub fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+    )
+}
+
+/// Connections of the calling thread's namespace that ended in a reset (the kernel's own
+/// `Tcp.EstabResets`, so a reset nobody read an error for still shows); 0 if unreadable.
+pub fn kernel_resets() -> u64 {
+    tcp_counters()
+        .ok()
+        .and_then(|c| c.get("Tcp.EstabResets").copied())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

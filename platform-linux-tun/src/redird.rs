@@ -58,8 +58,7 @@ pub struct RouteSection {
 
 impl RedirectorConfig {
     pub fn load(path: &std::path::Path) -> Result<RedirectorConfig, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        crate::daemon::load_config(path)
     }
 
     pub fn requests(&self) -> Vec<String> {
