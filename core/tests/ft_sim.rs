@@ -582,3 +582,92 @@ fn primary_answers_only_what_backups_will_read_in_the_same_order() {
     assert_eq!(got, b"1 x\n");
     assert!(sim.violations.is_empty(), "{:?}", sim.violations);
 }
+
+/// Backups hold an announced delivery until the primary commits it (once every live backup
+/// holds the announcement), and a new primary first re-announces what it holds uncommitted.
+/// Otherwise one backup reads deliveries another never heard of, the primary dies, and the
+/// other (ranked lower, so it takes over) orders the pending input its own way (seed 11717).
+/// Here rank 1 hears nothing from the primary while rank 2 gets the announcements of a line
+/// on each connection, in the order opposite to the one rank 1's table walks them when it
+/// takes over.
+#[test]
+fn backups_read_only_deliveries_every_backup_holds() {
+    let mut sim = Sim::new(SimConfig {
+        replicas: 3,
+        service: ServiceKind::Sequencer,
+        ..Default::default()
+    });
+    let c1 = sim.connect().unwrap();
+    let c2 = sim.connect().unwrap();
+    while sim.client_state(c1) != Some(TcpState::Established)
+        || sim.client_state(c2) != Some(TcpState::Established)
+    {
+        assert!(sim.step());
+    }
+    sim.run_until(sim.now + Duration::from_millis(20));
+    sim.chan_drop = Some(Box::new(|from, to, _| from == 0 && to == 1));
+    let base = sim.hosts[2].host.stats.deliver_rcvd;
+    sim.client.send(sim.now, c1, b"a\n", 0).unwrap();
+    while sim.hosts[2].host.stats.deliver_rcvd < base + 1 {
+        assert!(sim.step());
+    }
+    sim.client.send(sim.now, c2, b"b\n", 0).unwrap();
+    while sim.hosts[2].host.stats.deliver_rcvd < base + 2 {
+        assert!(sim.step());
+    }
+    sim.crash(0);
+    sim.chan_drop = None;
+    let t0 = sim.now;
+    let (mut got1, mut got2) = (Vec::new(), Vec::new());
+    let mut buf = [0u8; 64];
+    while !got1.ends_with(b"\n") || !got2.ends_with(b"\n") {
+        assert!(sim.now < t0 + Duration::from_millis(3000), "no answer");
+        assert!(sim.step());
+        if let Ok(n) = sim.client.recv(sim.now, c1, &mut buf, 0) {
+            got1.extend_from_slice(&buf[..n]);
+        }
+        if let Ok(n) = sim.client.recv(sim.now, c2, &mut buf, 0) {
+            got2.extend_from_slice(&buf[..n]);
+        }
+    }
+    assert_eq!(sim.primary(), Some(1));
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+    assert_eq!(read_by(&sim, 1), 4);
+    assert_eq!(read_by(&sim, 2), 4);
+}
+
+/// A backup the primary dropped as dead and hears again (here the channel between them is cut
+/// past the heartbeat timeout) rejoins the acknowledgement quorum of the connections it holds
+/// everything acknowledged of. Otherwise the primary acknowledges a segment that backup lost
+/// on the tunnel, the client never sends it again, and the backup, live and carrying the
+/// connection, stays short of it for good (seed 12991: a 15 ms partition plus a lost and a
+/// late heartbeat).
+#[test]
+fn backup_heard_again_rejoins_the_acknowledgement_quorum() {
+    let mut sim = Sim::new(SimConfig::default());
+    let c = sim.connect().unwrap();
+    while sim.client_state(c) != Some(TcpState::Established) {
+        assert!(sim.step());
+    }
+    sim.run_until(sim.now + Duration::from_millis(20));
+    let t0 = sim.now;
+    sim.chan_drop = Some(Box::new(move |from, to, now| {
+        now < t0 + Duration::from_millis(60) && ((from, to) == (0, 2) || (from, to) == (2, 0))
+    }));
+    sim.run_until(t0 + Duration::from_millis(150));
+    assert!(
+        sim.hosts[0].host.stats.backups_dropped >= 1,
+        "the primary never dropped host 2"
+    );
+    assert_eq!(sim.primary(), Some(0));
+    let mut dropped = false;
+    sim.tunnel_drop = Some(Box::new(move |host, pkt| {
+        let data = host == 2 && !dropped && client_segment(pkt).is_some_and(|(_, n)| n > 0);
+        dropped |= data;
+        data
+    }));
+    sim.client.send(sim.now, c, b"hello\n", 0).unwrap();
+    sim.run_until(sim.now + Duration::from_millis(1000));
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+    assert_eq!(read_by(&sim, 2), 6);
+}

@@ -8,7 +8,9 @@
 //! Per connection, the primary acknowledges client bytes only once every live replica of the
 //! group holds them (ack = the smallest `rcv_nxt` reported, window no wider than the smallest
 //! edge), and only then makes them readable, announcing each step on the channel (DELIVER) so
-//! that backups make the same bytes readable in the same order across connections.
+//! that backups make the same bytes readable in the same order across connections. A step is
+//! readable anywhere only once every live backup holds its announcement (the primary then
+//! sends COMMIT); a new primary first re-announces what it holds uncommitted.
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 
@@ -147,6 +149,7 @@ struct FtConn {
 /// backup has acknowledged the frame that carries the announcement.
 #[derive(Clone, Copy, Debug)]
 struct LocalDelivery {
+    key: ConnKey,
     idx: usize,
     gen: u16,
     upto: Seq,
@@ -188,6 +191,15 @@ struct Group {
     outbox: [heapless::Vec<u8, MAX_PAYLOAD>; MAX_REPLICAS],
     /// Primary: deliveries announced and not yet given to the local service, in order.
     pending_local: heapless::Deque<LocalDelivery, MAX_DELIVERIES>,
+    /// Primary: per rank, the latest delivery committed since that backup was last told.
+    /// Cumulative like PROGRESS, so it is encoded when a batch leaves and never dropped.
+    commit: [Option<(ConnKey, Seq)>; MAX_REPLICAS],
+    /// Backup: deliveries announced in view `held_epoch` and not committed yet, in order.
+    /// A backup that takes over announces these before anything of its own: the old primary
+    /// may have applied them (it did once every backup held them), and other backups may
+    /// have applied a prefix of them.
+    held: heapless::Deque<(ConnKey, Seq), MAX_DELIVERIES>,
+    held_epoch: u32,
     /// Primary: who holds which SYN (see [`SynReport`]).
     syn_reports: heapless::Vec<SynReport, MAX_FT_CONNS>,
     /// Backup: half-open connections reported to the primary, and when.
@@ -340,6 +352,9 @@ impl<'a> Host<'a> {
             dup_history: heapless::Deque::new(),
             outbox: Default::default(),
             pending_local: heapless::Deque::new(),
+            commit: [None; MAX_REPLICAS],
+            held: heapless::Deque::new(),
+            held_epoch: 0,
             syn_reports: heapless::Vec::new(),
             syn_reported: heapless::Vec::new(),
             configured: false,
@@ -610,12 +625,14 @@ impl<'a> Host<'a> {
                 }
             }
             if let Some((from, epoch)) = data_from {
-                // Only the primary sends DELIVER: such a batch announces its view too (a
-                // detector without heartbeats has no other announcement).
-                let claims = msgs.iter().any(|m| matches!(m, FtMsg::Deliver { .. }));
+                // Only the primary sends DELIVER and COMMIT: such a batch announces its view
+                // too (a detector without heartbeats has no other announcement).
+                let claims = msgs
+                    .iter()
+                    .any(|m| matches!(m, FtMsg::Deliver { .. } | FtMsg::Commit { .. }));
                 self.heard(i, now, from, epoch, claims);
                 for m in msgs {
-                    self.apply_msg(i, now, from, m);
+                    self.apply_msg(i, now, from, epoch, m);
                 }
             }
             self.after_chan(i, now);
@@ -666,7 +683,7 @@ impl<'a> Host<'a> {
         }
     }
 
-    fn apply_msg(&mut self, gi: usize, now: Instant, from: u8, m: FtMsg) {
+    fn apply_msg(&mut self, gi: usize, now: Instant, from: u8, epoch: u32, m: FtMsg) {
         let _ = now;
         match m {
             FtMsg::Progress {
@@ -687,6 +704,22 @@ impl<'a> Host<'a> {
                     };
                     if newer {
                         *slot = Some((rcv_nxt, edge));
+                    }
+                    // A backup dropped as dead that is heard again rejoins the connections it
+                    // holds everything acknowledged of: acknowledging on without it would
+                    // leave it short of bytes the client will never send again.
+                    let bit = 1u16 << from;
+                    let alive = g.peers.iter().any(|p| p.rank == from && !p.dead);
+                    if c.quorum & bit == 0 && alive {
+                        let acked = self
+                            .stack
+                            .sockets
+                            .get(c.idx)
+                            .filter(|so| so.in_use && so.generation == c.gen)
+                            .map(|so| so.tp.last_ack_sent);
+                        if acked.is_some_and(|a| seq_geq(rcv_nxt, a)) {
+                            c.quorum |= bit;
+                        }
                     }
                 } else {
                     // No connection here yet: the backup holds the client's SYN (or more);
@@ -724,10 +757,36 @@ impl<'a> Host<'a> {
                 if g.role != Role::Backup {
                     return;
                 }
-                if let Some(ci) = g.conns.iter().position(|c| c.key == conn) {
-                    if seq_gt(upto, g.conns[ci].delivered) {
-                        g.conns[ci].delivered = upto;
-                        let (idx, gen) = (g.conns[ci].idx, g.conns[ci].gen);
+                hold_view(g, epoch);
+                // Readable only once committed: until every backup holds this announcement,
+                // a backup that takes over may not know it and would order the input its
+                // own way.
+                if let Some(c) = g.conns.iter().find(|c| c.key == conn) {
+                    if seq_gt(upto, c.delivered) && g.held.push_back((conn, upto)).is_err() {
+                        self.stats.deliveries_lost += 1;
+                    }
+                }
+            }
+            FtMsg::Commit { conn, upto } => {
+                let g = &mut self.groups[gi];
+                if g.role != Role::Backup {
+                    return;
+                }
+                hold_view(g, epoch);
+                let Some(pos) = g.held.iter().position(|&(k, u)| k == conn && u == upto) else {
+                    return;
+                };
+                for _ in 0..=pos {
+                    let Some((key, upto)) = self.groups[gi].held.pop_front() else {
+                        break;
+                    };
+                    let g = &mut self.groups[gi];
+                    let Some(c) = g.conns.iter_mut().find(|c| c.key == key) else {
+                        continue;
+                    };
+                    if seq_gt(upto, c.delivered) {
+                        c.delivered = upto;
+                        let (idx, gen) = (c.idx, c.gen);
                         self.set_delivered(idx, gen, upto);
                     }
                 }
@@ -850,6 +909,7 @@ impl<'a> Host<'a> {
     fn update_connections(&mut self, gi: usize) {
         if self.groups[gi].role == Role::Primary {
             self.release_synacks(gi);
+            self.reannounce_held(gi);
             self.apply_local_deliveries(gi);
         }
         let role = self.groups[gi].role;
@@ -929,45 +989,67 @@ impl<'a> Host<'a> {
                     if opened {
                         so.output_wanted = true;
                     }
-                    // Deliver only when every live backup's batch has room: the order of
-                    // deliveries is the order of these messages, so none may be dropped.
-                    let g = &mut self.groups[gi];
-                    let room = !g.pending_local.is_full()
-                        && g.peers
-                            .iter()
-                            .filter(|p| !p.dead)
-                            .all(|p| g.outbox[p.rank as usize].len() + MSG_LEN <= MAX_PAYLOAD);
-                    if seq_gt(ack, c.delivered) && room {
-                        g.conns[ci].delivered = ack;
-                        let ranks: heapless::Vec<u8, MAX_REPLICAS> =
-                            g.peers.iter().filter(|p| !p.dead).map(|p| p.rank).collect();
-                        let need = ranks.iter().fold(0u16, |m, &r| m | (1 << r));
-                        for r in ranks {
-                            self.stats.deliver_sent += 1;
-                            queue_msg(
-                                &mut self.groups[gi],
-                                &mut self.stats,
-                                r,
-                                FtMsg::Deliver {
-                                    conn: c.key,
-                                    upto: ack,
-                                },
-                            );
-                        }
-                        // The service's output may depend on this order (a sequencer numbers
-                        // lines across connections): it reaches the client only after every
-                        // backup knows the order, or a backup that takes over orders
-                        // differently what the client has already seen answered.
-                        let _ = self.groups[gi].pending_local.push_back(LocalDelivery {
-                            idx: c.idx,
-                            gen: c.gen,
-                            upto: ack,
-                            need,
-                            frame: [0; MAX_REPLICAS],
-                        });
+                    // What the old primary announced comes first.
+                    if self.groups[gi].held.is_empty() && seq_gt(ack, c.delivered) {
+                        self.announce(gi, ci, ack);
                     }
                 }
             }
+        }
+    }
+
+    /// Primary: makes client bytes below `upto` of connection `ci` readable in the group, in
+    /// this order. `false` when a live backup's batch has no room: the order of deliveries is
+    /// the order of these messages, so none may be dropped.
+    fn announce(&mut self, gi: usize, ci: usize, upto: Seq) -> bool {
+        let g = &mut self.groups[gi];
+        let room = !g.pending_local.is_full()
+            && g.peers
+                .iter()
+                .filter(|p| !p.dead)
+                .all(|p| g.outbox[p.rank as usize].len() + MSG_LEN <= MAX_PAYLOAD);
+        if !room {
+            return false;
+        }
+        let c = &mut g.conns[ci];
+        c.delivered = upto;
+        let (key, idx, gen) = (c.key, c.idx, c.gen);
+        let ranks: heapless::Vec<u8, MAX_REPLICAS> =
+            g.peers.iter().filter(|p| !p.dead).map(|p| p.rank).collect();
+        let need = ranks.iter().fold(0u16, |m, &r| m | (1 << r));
+        for r in ranks {
+            self.stats.deliver_sent += 1;
+            queue_msg(g, &mut self.stats, r, FtMsg::Deliver { conn: key, upto });
+        }
+        // The service's output may depend on this order (a sequencer numbers lines across
+        // connections): it reaches the client only after every backup knows the order, or a
+        // backup that takes over orders differently what the client has already seen
+        // answered. The same moment commits it to the backups.
+        let _ = g.pending_local.push_back(LocalDelivery {
+            key,
+            idx,
+            gen,
+            upto,
+            need,
+            frame: [0; MAX_REPLICAS],
+        });
+        true
+    }
+
+    /// New primary: re-announces, in their order, the deliveries it held uncommitted, so that
+    /// every survivor converges on the order the old primary chose (which is the one it, or a
+    /// backup, may already have applied).
+    fn reannounce_held(&mut self, gi: usize) {
+        while let Some(&(key, upto)) = self.groups[gi].held.front() {
+            let g = &self.groups[gi];
+            let Some(ci) = g.conns.iter().position(|c| c.key == key) else {
+                self.groups[gi].held.pop_front();
+                continue;
+            };
+            if seq_gt(upto, g.conns[ci].delivered) && !self.announce(gi, ci, upto) {
+                return;
+            }
+            self.groups[gi].held.pop_front();
         }
     }
 
@@ -1028,7 +1110,13 @@ impl<'a> Host<'a> {
             if !known {
                 return;
             }
-            self.groups[gi].pending_local.pop_front();
+            let g = &mut self.groups[gi];
+            g.pending_local.pop_front();
+            for r in 0..MAX_REPLICAS {
+                if d.need & (1 << r) != 0 {
+                    g.commit[r] = Some((d.key, d.upto));
+                }
+            }
             self.set_delivered(d.idx, d.gen, d.upto);
         }
     }
@@ -1150,10 +1238,13 @@ impl<'a> Host<'a> {
         g.role = Role::Primary;
         g.primary_rank = g.local_rank;
         g.syn_reports.clear();
+        g.commit = [None; MAX_REPLICAS];
         let (vip, port) = (g.vip, g.port);
         // Half-open connections answer only once the remaining backups hold their SYN too.
         let _ = self.stack.set_port_synack_gate(vip, port, true);
         let _ = self.stack.set_port_silent(vip, port, false);
+        // Before the ack limits: what the old primary announced, the group holds.
+        self.reannounce_held(gi);
         let n = self.groups[gi].conns.len();
         for ci in 0..n {
             let c = &mut self.groups[gi].conns[ci];
@@ -1191,6 +1282,7 @@ impl<'a> Host<'a> {
         g.syn_reported.clear();
         // Announced but not applied here: the new primary decides the order from now on.
         g.pending_local.clear();
+        g.commit = [None; MAX_REPLICAS];
         let (vip, port) = (g.vip, g.port);
         let _ = self.stack.set_port_synack_gate(vip, port, false);
         let _ = self.stack.set_port_silent(vip, port, true);
@@ -1340,7 +1432,21 @@ impl<'a> Host<'a> {
     fn flush_outbox(&mut self, gi: usize, now: Instant) {
         let g = &mut self.groups[gi];
         for r in 0..MAX_REPLICAS {
-            let mut payload: heapless::Vec<u8, MAX_PAYLOAD> = g.outbox[r].clone();
+            // A commit names a delivery announced in an earlier frame (the primary commits
+            // once each backup acknowledged it), so it goes first: the backup frees what it
+            // holds before holding more, which bounds what it holds by the primary's
+            // `pending_local`.
+            let mut payload: heapless::Vec<u8, MAX_PAYLOAD> = heapless::Vec::new();
+            let mut committed = false;
+            if let Some((conn, upto)) = g.commit[r] {
+                let mut b = [0u8; MSG_LEN];
+                if let Some(n) = (FtMsg::Commit { conn, upto }).encode(&mut b) {
+                    if g.outbox[r].len() + n <= MAX_PAYLOAD {
+                        committed = payload.extend_from_slice(&b[..n]).is_ok();
+                    }
+                }
+            }
+            let _ = payload.extend_from_slice(&g.outbox[r]);
             // A backup's progress for every connection that moved, to the primary.
             let mut reported: heapless::Vec<(usize, (Seq, Seq)), MAX_FT_CONNS> =
                 heapless::Vec::new();
@@ -1409,10 +1515,14 @@ impl<'a> Host<'a> {
             if g.peers.iter().any(|p| p.rank as usize == r && p.dead) {
                 // Nobody to tell; a peer that comes back starts from fresh progress.
                 g.outbox[r].clear();
+                g.commit[r] = None;
                 continue;
             }
             match g.chan.send(now, r as u8, &payload) {
                 Ok(()) => {
+                    if committed {
+                        g.commit[r] = None;
+                    }
                     if !g.outbox[r].is_empty() {
                         let seq = g.chan.last_queued(r as u8).unwrap_or(0);
                         for d in g.pending_local.iter_mut() {
@@ -1474,6 +1584,17 @@ fn probe_interval(params: &DetectorParams) -> Duration {
 /// steps down when it hears it.
 fn takeover_epoch(seen: u32, rank: u8) -> u32 {
     ((seen >> 4) + 1).saturating_mul(16) + (15 - rank.min(15) as u32)
+}
+
+/// A backup's held deliveries belong to one view: the first DELIVER or COMMIT of a newer one
+/// replaces them, since its primary re-announced what it held first (the old primary applied
+/// nothing the new one lacks). Until then they are kept: if that primary dies too before
+/// telling us, we may be the one to re-announce them.
+fn hold_view(g: &mut Group, epoch: u32) {
+    if epoch != g.held_epoch {
+        g.held.clear();
+        g.held_epoch = epoch;
+    }
 }
 
 /// Appends a message to the batch for `to`, flushing nothing: `poll_transmit` sends batches.

@@ -4,10 +4,10 @@
 //!
 //! | bytes | field |
 //! |---|---|
-//! | 1 | kind: 1 PROGRESS, 2 DELIVER, 3 MISSING |
+//! | 1 | kind: 1 PROGRESS, 2 DELIVER, 3 MISSING, 4 COMMIT |
 //! | 4 | client IPv4 address |
 //! | 2 | client port |
-//! | 4 | PROGRESS: rcv_nxt; DELIVER: deliver-up-to sequence; MISSING: 0 |
+//! | 4 | PROGRESS: rcv_nxt; DELIVER, COMMIT: deliver-up-to sequence; MISSING: 0 |
 //! | 4 | PROGRESS: right window edge; otherwise 0 |
 //!
 //! The service's address and port are the group's, so a connection is named by its client
@@ -37,8 +37,11 @@ pub enum FtMsg {
         edge: Seq,
     },
     /// Primary to backups: client bytes below `upto` are held by the whole group and become
-    /// readable, in the order these messages are sent.
+    /// readable, in the order these messages are sent, once committed.
     Deliver { conn: ConnKey, upto: Seq },
+    /// Primary to backups: every backup holds the DELIVER of `conn` up to `upto`, so it and
+    /// every DELIVER announced before it become readable.
+    Commit { conn: ConnKey, upto: Seq },
     /// Backup to primary: the backup saw traffic for a connection it does not have (it missed
     /// the handshake), so it cannot be counted on for it.
     Missing { conn: ConnKey },
@@ -57,6 +60,7 @@ impl FtMsg {
             } => (1u8, conn, rcv_nxt.0, edge.0),
             FtMsg::Deliver { conn, upto } => (2, conn, upto.0, 0),
             FtMsg::Missing { conn } => (3, conn, 0, 0),
+            FtMsg::Commit { conn, upto } => (4, conn, upto.0, 0),
         };
         out[0] = kind;
         out[1..5].copy_from_slice(&conn.addr.octets());
@@ -86,6 +90,7 @@ impl FtMsg {
                 }),
                 2 => Some(FtMsg::Deliver { conn, upto: Seq(a) }),
                 3 => Some(FtMsg::Missing { conn }),
+                4 => Some(FtMsg::Commit { conn, upto: Seq(a) }),
                 _ => None,
             }
         })
@@ -113,13 +118,17 @@ mod tests {
                 upto: Seq(0xffff_fff0),
             },
             FtMsg::Missing { conn },
+            FtMsg::Commit {
+                conn,
+                upto: Seq(12345),
+            },
         ];
-        let mut buf = [0u8; 3 * MSG_LEN];
+        let mut buf = [0u8; 4 * MSG_LEN];
         let mut n = 0;
         for m in &msgs {
             n += m.encode(&mut buf[n..]).unwrap();
         }
-        let back: heapless::Vec<FtMsg, 4> =
+        let back: heapless::Vec<FtMsg, 5> =
             FtMsg::decode_all(&buf[..n]).map(Option::unwrap).collect();
         assert_eq!(&back[..], &msgs[..]);
         assert_eq!(FtMsg::decode_all(&buf[..n - 1]).last(), Some(None));
