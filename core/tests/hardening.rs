@@ -429,7 +429,6 @@ fn socket_table_refuses_cleanly_when_full() {
 /// authenticated epoch within 16 of `u32::MAX` takes over when the primary falls silent, and
 /// `takeover_epoch` overflows (a panic in debug builds, a wrapped, lower epoch in release).
 #[test]
-#[ignore = "core bug 8 (ft/host.rs takeover_epoch overflows near u32::MAX), not fixed here"]
 fn takeover_after_an_epoch_near_the_limit_does_not_overflow() {
     use hydranet_core::ft::ackchan::{AckChanConfig, AckChannel};
     use hydranet_core::ft::host::{Role, ACKCHAN_PORT};

@@ -1582,8 +1582,13 @@ fn probe_interval(params: &DetectorParams) -> Duration {
 /// numbered in rounds of 16 and the lower rank gets the higher number within a round, so two
 /// replicas that take over at once never share an epoch: the lower rank wins and the other
 /// steps down when it hears it.
+///
+/// Epochs are 32 bits: one signed by a key holder can be pushed to the top, and the next view
+/// then stays at `u32::MAX` (never going backwards; ranks no longer break ties there) instead
+/// of wrapping to a lower, stale number.
 fn takeover_epoch(seen: u32, rank: u8) -> u32 {
-    ((seen >> 4) + 1).saturating_mul(16) + (15 - rank.min(15) as u32)
+    let next = (u64::from(seen >> 4) + 1) * 16 + u64::from(15 - rank.min(15));
+    u32::try_from(next).unwrap_or(u32::MAX)
 }
 
 /// A backup's held deliveries belong to one view: the first DELIVER or COMMIT of a newer one
