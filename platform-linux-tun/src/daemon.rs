@@ -61,28 +61,57 @@ pub fn request_stop() {
     STOP.store(true, Ordering::SeqCst);
 }
 
-/// A capture file shared between the device tap (which writes) and the loop (which flushes
-/// it now and then, so a daemon killed with SIGKILL leaves a capture that ends at most one
+/// How often a daemon's capture reaches the disk.
+const PCAP_FLUSH: Duration = Duration::from_millis(50);
+
+/// A capture file shared between the device tap (which writes) and the loop (which calls
+/// [`Capture::tick`], so a daemon killed with SIGKILL leaves a capture that ends at most one
 /// flush interval early).
 #[derive(Clone)]
-pub struct Capture(Arc<Mutex<PcapWriter<io::BufWriter<std::fs::File>>>>);
+pub struct Capture(Arc<Mutex<CaptureFile>>);
+
+struct CaptureFile {
+    writer: PcapWriter<io::BufWriter<std::fs::File>>,
+    flushed: std::time::Instant,
+}
 
 impl Capture {
     pub fn create(dir: &Path, name: &str) -> io::Result<Capture> {
         std::fs::create_dir_all(dir)?;
-        let w = crate::pcap::create(&dir.join(format!("{name}.pcap")))?;
-        Ok(Capture(Arc::new(Mutex::new(w))))
+        let writer = crate::pcap::create(&dir.join(format!("{name}.pcap")))?;
+        Ok(Capture(Arc::new(Mutex::new(CaptureFile {
+            writer,
+            flushed: std::time::Instant::now(),
+        }))))
     }
     pub fn write(&self, pkt: &[u8]) {
-        if let Ok(mut w) = self.0.lock() {
-            let _ = w.write_packet(SystemTime::now(), pkt);
+        if let Ok(mut f) = self.0.lock() {
+            let _ = f.writer.write_packet(SystemTime::now(), pkt);
+        }
+    }
+    /// Flushes if the last flush is [`PCAP_FLUSH`] old; the loops call it every turn.
+    pub fn tick(&self) {
+        if let Ok(mut f) = self.0.lock() {
+            if f.flushed.elapsed() >= PCAP_FLUSH {
+                let _ = f.writer.flush();
+                f.flushed = std::time::Instant::now();
+            }
         }
     }
     pub fn flush(&self) {
-        if let Ok(mut w) = self.0.lock() {
-            let _ = w.flush();
+        if let Ok(mut f) = self.0.lock() {
+            let _ = f.writer.flush();
         }
     }
+}
+
+/// A control-socket error answer for an error of the core (same FreeBSD numbering; `EIO`
+/// for one the protocol cannot name).
+pub fn errno_answer(e: hydranet_core::Errno, what: &str) -> hydranet_syscalls::ctl::Response {
+    hydranet_syscalls::ctl::Response::Err(
+        hydranet_syscalls::Errno::from_code(e.code()).unwrap_or(hydranet_syscalls::Errno::EIO),
+        what.to_string(),
+    )
 }
 
 /// A daemon's TOML configuration file; errors name the file.

@@ -19,7 +19,9 @@ use hydranet_core::stack::Stack;
 use hydranet_syscalls::ctl::{CtlListener, Request, Response};
 use serde::Deserialize;
 
-use crate::daemon::{debug_fields, install_stop_handler, stop_requested, Capture, Clock};
+use crate::daemon::{
+    debug_fields, errno_answer, install_stop_handler, stop_requested, Capture, Clock,
+};
 use crate::services::{ServiceSpec, ServiceTable};
 use crate::tun::{Tun, TunDriver};
 
@@ -27,8 +29,6 @@ use crate::tun::{Tun, TunDriver};
 const IDLE_WAKE: Duration = Duration::from_millis(100);
 /// Pump rounds per wake-up before the loop looks at the control socket again.
 const MAX_ROUNDS: usize = 64;
-/// How often captures are flushed to disk.
-const PCAP_FLUSH: Duration = Duration::from_millis(50);
 
 /// A host server's configuration file (TOML). Everything in it can also be done at run time
 /// through the control socket; the file is applied as that sequence of control requests.
@@ -165,14 +165,6 @@ impl HostConfig {
     }
 }
 
-fn errno(e: hydranet_core::Errno) -> hydranet_syscalls::Errno {
-    hydranet_syscalls::Errno::from_code(e.code()).unwrap_or(hydranet_syscalls::Errno::EIO)
-}
-
-fn err(e: hydranet_core::Errno, what: &str) -> Response {
-    Response::Err(errno(e), what.to_string())
-}
-
 /// A seed for the core's keyed hashes (ISNs, ephemeral ports, syncookies) that nobody can
 /// predict: the kernel's randomness. Fault-tolerant ports key their ISNs with the group key
 /// instead, which is what makes replicas agree.
@@ -239,12 +231,12 @@ impl HostDaemon {
     pub fn apply(&mut self, req: Request) -> Response {
         match req {
             Request::VHost(ip) => match self.host.v_host(ip) {
-                Ok(()) | Err(hydranet_core::Errno::EEXIST) => Response::Ok(String::new()),
-                Err(e) => err(e, "v_host"),
+                Ok(()) | Err(hydranet_core::Errno::EEXIST) => Response::ok(),
+                Err(e) => errno_answer(e, "v_host"),
             },
             Request::AcceptRedirector(ip) => match self.host.add_redirector(ip) {
-                Ok(()) => Response::Ok(String::new()),
-                Err(e) => err(e, "redirector table full"),
+                Ok(()) => Response::ok(),
+                Err(e) => errno_answer(e, "redirector table full"),
             },
             Request::Group {
                 vip,
@@ -266,8 +258,8 @@ impl HostDaemon {
                     incarnation: incarnation(),
                 };
                 match self.host.ft_group(vip, port, &cfg) {
-                    Ok(()) => Response::Ok(String::new()),
-                    Err(e) => err(e, "group"),
+                    Ok(()) => Response::ok(),
+                    Err(e) => errno_answer(e, "group"),
                 }
             }
             Request::SetPortOpt {
@@ -288,8 +280,8 @@ impl HostDaemon {
                     heartbeat_timeout_ms: params.heartbeat_timeout_ms,
                 };
                 match self.host.setportopt(vip, port, mode, params) {
-                    Ok(()) => Response::Ok(String::new()),
-                    Err(e) => err(e, "setportopt"),
+                    Ok(()) => Response::ok(),
+                    Err(e) => errno_answer(e, "setportopt"),
                 }
             }
             Request::Serve { vip, port, service } => {
@@ -298,15 +290,15 @@ impl HostDaemon {
                     Err(e) => return Response::Err(hydranet_syscalls::Errno::EINVAL, e),
                 };
                 match self.services.serve(&mut self.host, vip, port, spec) {
-                    Ok(()) => Response::Ok(String::new()),
-                    Err(e) => err(e, "serve"),
+                    Ok(()) => Response::ok(),
+                    Err(e) => errno_answer(e, "serve"),
                 }
             }
             Request::Status => Response::Ok(self.status()),
             Request::Counters => Response::Ok(self.counters(None)),
             Request::Shutdown => {
                 crate::daemon::request_stop();
-                Response::Ok(String::new())
+                Response::ok()
             }
             other => Response::Err(
                 hydranet_syscalls::Errno::EINVAL,
@@ -431,7 +423,6 @@ pub fn run(cfg: &HostConfig) -> Result<(), String> {
         cfg.ctl.display()
     );
     let mut scratch = vec![0u8; 65536];
-    let mut last_flush = std::time::Instant::now();
     while !stop_requested() {
         let mut fds: Vec<RawFd> = vec![driver.tun().as_raw_fd()];
         fds.extend(ctl.fds());
@@ -444,10 +435,7 @@ pub fn run(cfg: &HostConfig) -> Result<(), String> {
         });
         d.pump(&mut driver, &mut scratch)?;
         if let Some(c) = &capture {
-            if last_flush.elapsed() >= PCAP_FLUSH {
-                c.flush();
-                last_flush = std::time::Instant::now();
-            }
+            c.tick();
         }
     }
     if let Some(c) = &capture {

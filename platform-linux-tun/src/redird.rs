@@ -14,12 +14,11 @@ use hydranet_core::ft::redirector::{Decision, DropReason, Redirector};
 use hydranet_syscalls::ctl::{CtlListener, Request, Response};
 use serde::Deserialize;
 
-use crate::daemon::{debug_fields, install_stop_handler, stop_requested, Capture};
+use crate::daemon::{debug_fields, errno_answer, install_stop_handler, stop_requested, Capture};
 use crate::tun::Tun;
 
 /// Packets handled per wake-up before the control socket gets a look.
 const BATCH: usize = 256;
-const PCAP_FLUSH: Duration = Duration::from_millis(50);
 
 /// The redirector's configuration file (TOML); applied as control requests.
 ///
@@ -90,17 +89,6 @@ pub struct RedirectorDaemon {
     pub dev: DeviceStats,
 }
 
-fn ok() -> Response {
-    Response::Ok(String::new())
-}
-
-fn err(e: hydranet_core::Errno, what: &str) -> Response {
-    Response::Err(
-        hydranet_syscalls::Errno::from_code(e.code()).unwrap_or(hydranet_syscalls::Errno::EIO),
-        what.to_string(),
-    )
-}
-
 impl RedirectorDaemon {
     pub fn new(addr: Ipv4Addr, mtu: u16) -> Self {
         RedirectorDaemon {
@@ -117,28 +105,28 @@ impl RedirectorDaemon {
                 port,
                 hosts,
             } => match r.add_route(origin, port, &hosts) {
-                Ok(()) => ok(),
-                Err(e) => err(e, "route add"),
+                Ok(()) => Response::ok(),
+                Err(e) => errno_answer(e, "route add"),
             },
             Request::RouteDel { origin, port } => match r.remove_route(origin, port) {
-                Ok(()) => ok(),
-                Err(e) => err(e, "route del"),
+                Ok(()) => Response::ok(),
+                Err(e) => errno_answer(e, "route del"),
             },
             Request::ReplicaAdd { origin, port, host } => match r.add_replica(origin, port, host) {
-                Ok(()) => ok(),
-                Err(e) => err(e, "replica add"),
+                Ok(()) => Response::ok(),
+                Err(e) => errno_answer(e, "replica add"),
             },
             Request::ReplicaDel { origin, port, host } => {
                 match r.remove_replica(origin, port, host) {
-                    Ok(()) => ok(),
-                    Err(e) => err(e, "replica del"),
+                    Ok(()) => Response::ok(),
+                    Err(e) => errno_answer(e, "replica del"),
                 }
             }
             Request::Status => Response::Ok(self.status()),
             Request::Counters => Response::Ok(self.counters()),
             Request::Shutdown => {
                 crate::daemon::request_stop();
-                ok()
+                Response::ok()
             }
             other => Response::Err(
                 hydranet_syscalls::Errno::EINVAL,
@@ -228,7 +216,6 @@ pub fn run(cfg: &RedirectorConfig) -> Result<(), String> {
     );
     let mut pkt = vec![0u8; 65536];
     let mut scratch = vec![0u8; 65536 + 20];
-    let mut last_flush = std::time::Instant::now();
     while !stop_requested() {
         let mut fds: Vec<RawFd> = vec![tun.as_raw_fd()];
         fds.extend(ctl.fds());
@@ -251,10 +238,7 @@ pub fn run(cfg: &RedirectorConfig) -> Result<(), String> {
             }
         }
         if let Some(c) = &capture {
-            if last_flush.elapsed() >= PCAP_FLUSH {
-                c.flush();
-                last_flush = std::time::Instant::now();
-            }
+            c.tick();
         }
     }
     if let Some(c) = &capture {
