@@ -420,6 +420,64 @@ mod listen {
         in_state(TcpState::Listen)
     }
 
+    /// A handshake whose first ACK was lost: the SYN,ACK went out four times over seven
+    /// seconds and the ACK that finally arrives echoes the first one's TSval (a SYN,ACK sent
+    /// again draws only a challenge ACK at the peer, which does not move its ts_recent). That
+    /// echo would make a 7 s RTT sample and a 20+ s first RTO; the connection must instead start
+    /// from the initial RTO, with one segment of window as FreeBSD's syncache_socket gives it.
+    #[test]
+    fn ack_after_synack_retransmissions_gives_no_rtt_sample() {
+        let mut h = Harness::new().peer_opts(PeerOpts::full());
+        h.do_listen();
+        let first = h.do_peer_syn();
+        let (first_tsval, _) = first.ts().expect("SYN,ACK carries timestamps");
+        let t0 = h.now;
+        let mut sent = 1;
+        while h.since(t0) < 7_500 {
+            h.advance(100);
+            h.pull();
+            while let Some(s) = h.out.pop_front() {
+                assert_eq!(s.flags, fl("S."));
+                sent += 1;
+            }
+        }
+        assert_eq!(sent, 4, "the SYN,ACK went out four times in 7.5 s");
+        let mut o = opt::nop();
+        o.extend(opt::nop());
+        o.extend(opt::ts(h.peer_tsval(), first_tsval));
+        h.send(PeerSeg::new(".", 1, 1).opts(o));
+        let l = h.listener.unwrap();
+        let (sock, _) = h.stack.accept(l).expect("accept");
+        h.sock = Some(sock);
+        assert_eq!(h.state(), TcpState::Established);
+        let info = h.stack.tcp_info(h.h()).unwrap();
+        assert!(
+            info.tcpi_rto <= 1_000_000,
+            "first RTO {} us: the handshake's backoff counted as path delay",
+            info.tcpi_rto
+        );
+        assert!(
+            info.tcpi_snd_cwnd < 2 * info.tcpi_snd_mss,
+            "one segment of window (plus the SYN's byte of ABC), not {}",
+            info.tcpi_snd_cwnd
+        );
+        h.app_send(&[7u8; 4000]);
+        let d = h.next();
+        assert_eq!(
+            (d.flags, h.rseq(&d), d.len()),
+            (fl("."), 1, 1448),
+            "one segment: mss 1460 less 12 bytes of timestamps"
+        );
+        h.expect_silence();
+        h.advance(1000);
+        let r = h.next();
+        assert_eq!(
+            h.rseq(&r),
+            1,
+            "retransmitted after the initial RTO, not tens of seconds"
+        );
+    }
+
     #[test]
     fn syn_creates_syncache_entry() {
         let mut h = listening();

@@ -938,7 +938,14 @@ fn process_ack_and_rest(
         cc_cong_signal(tp, cfg, ticks, Some(th_ack), CcSignal::RtoErr);
     }
 
-    if to.to_flags & tof::TS != 0 && to.to_tsecr != 0 {
+    if tp.t_flags2 & tf2::SYNACK_REXMIT != 0 {
+        // deviation: Karn's rule for the handshake. FreeBSD samples the echo of the ACK that
+        // completes it, but after a lost ACK the peer echoes its first SYN,ACK (a SYN,ACK sent
+        // again only draws a challenge ACK, which does not move ts_recent), so the sample counts
+        // the seconds of SYN,ACK backoff as path delay and the first RTO of the connection grows
+        // to tens of seconds. The next ACK gives the first sample instead.
+        tp.t_flags2 &= !tf2::SYNACK_REXMIT;
+    } else if to.to_flags & tof::TS != 0 && to.to_tsecr != 0 {
         let t = ticks.wrapping_sub(to.to_tsecr);
         if tp.t_rttlow == 0 || tp.t_rttlow > t {
             tp.t_rttlow = t;

@@ -39,6 +39,9 @@ pub mod tf2 {
     pub const ECN_SND_CWR: u32 = 0x0000_0200;
     pub const ECN_SND_ECE: u32 = 0x0000_0400;
     pub const ECN_USE_ECT1: u32 = 0x0000_0800;
+    /// deviation: not a FreeBSD flag. The connection's SYN,ACK was sent more than once, so the
+    /// ACK that completes the handshake gives no RTT sample (see `tcp_do_segment`).
+    pub const SYNACK_REXMIT: u32 = 0x0001_0000;
 }
 
 /// Options parsed from a segment (`struct tcpopt`).

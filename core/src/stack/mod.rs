@@ -733,6 +733,12 @@ impl<'a> Stack<'a> {
         tp.t_keepcnt = lkeep.3;
         tp.t_rcvtime = now.ticks();
         tcp_mss(so, &cfg, mtu, encap, e.peer_mss as u32);
+        if e.rxmits > 1 {
+            // As syncache_socket: a SYN,ACK that had to be sent again starts the connection with
+            // one segment of congestion window (rxmits counts every transmission).
+            so.tp.snd_cwnd = 1;
+            so.tp.t_flags2 |= tf2::SYNACK_REXMIT;
+        }
         if silent {
             // Its segments never leave, and its timestamps follow the primary's clock, from
             // the ACK that completes the handshake on.
