@@ -138,6 +138,27 @@ fn echo_survives_two_successive_primary_crashes() {
     assert_eq!(sim.primary(), Some(2));
 }
 
+/// The paper's detector alone (client retransmissions, no heartbeats): after the first
+/// takeover the last replica has never heard from anyone that the first primary is gone, yet
+/// when the second primary dies it must take over too — the view it adopted says that every
+/// rank below the new primary was gone.
+#[test]
+fn echo_survives_two_crashes_with_the_retransmission_detector_alone() {
+    let cfg = SimConfig {
+        detector: DetectorParams {
+            retransmit_threshold: 2,
+            retransmit_window_ms: 1000,
+            heartbeat_interval_ms: 0,
+            ..DetectorParams::default()
+        },
+        ..Default::default()
+    };
+    let (sim, _) = echo_run(cfg, 300_000, &[(0.3, 0), (0.6, 1)]);
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+    assert_eq!(sim.client_resets, 0);
+    assert_eq!(sim.primary(), Some(2));
+}
+
 #[test]
 fn download_survives_primary_crash() {
     let size = 500_000;

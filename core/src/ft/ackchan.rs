@@ -69,7 +69,8 @@
 //!
 //! Until a sender knows the receiver's session it keeps one DATA frame in flight (a probe that
 //! the receiver answers with its session but does not deliver), so the first heartbeat to a
-//! new peer is not delivered either.
+//! new peer is not delivered either: it is sent again once the answer teaches the session
+//! (with periodic heartbeats off, a single heartbeat may be what announces a new view).
 //!
 //! # Reliability: go-back-N
 //!
@@ -103,10 +104,13 @@
 //!
 //! Every frame carries an epoch: a DATA frame the sender's epoch when the payload was queued
 //! (so a payload queued in an old view is never relabelled with a newer one), ACK and
-//! HEARTBEAT frames the sender's epoch when they were produced. A receiver drops any frame
-//! whose epoch is lower than its own (`stale_epoch`). A stale DATA frame that is the next in
-//! order is still *consumed* (acknowledged, never delivered) so that the stream does not stall
-//! behind it; out of order or replayed, it is simply dropped. Authenticated frames of a higher
+//! HEARTBEAT frames the sender's epoch when they were produced. A receiver drops any DATA or
+//! HEARTBEAT frame whose epoch is lower than its own (`stale_epoch`). A stale DATA frame that
+//! is the next in order is still *consumed* (acknowledged, never delivered) so that the stream
+//! does not stall behind it; out of order or replayed, it is simply dropped. ACKs are taken
+//! whatever their epoch: they carry no view, only the channel's own state, and a replica that
+//! has just taken over must learn the session of a peer still in the old view from that
+//! peer's ACK — dropping it would leave the two unable to talk. Authenticated frames of a higher
 //! epoch are accepted, and [`AckChannel::highest_epoch_seen`] reports the highest so that the
 //! FT layer can step down; the channel itself never changes its epoch.
 //!
@@ -120,8 +124,8 @@
 //! 4. `dst` is the local id → else `replayed`; the frame's epoch now counts for
 //!    `highest_epoch_seen`;
 //! 5. `src` is a peer → else `unknown_peer`;
-//! 6. epoch not lower than ours → else `stale_epoch` (the next in-order DATA frame is still
-//!    consumed, see *Epochs*);
+//! 6. DATA and HEARTBEAT: epoch not lower than ours → else `stale_epoch` (the next in-order
+//!    DATA frame is still consumed, see *Epochs*);
 //! 7. sessions as above → else `replayed` (or, for a first contact, answered and not counted);
 //! 8. per kind: DATA in order is delivered (`delivered`), an already received sequence number
 //!    is a `duplicate` (within one window of the last delivered one, as a retransmission can
@@ -526,6 +530,9 @@ struct Peer {
     /// sent (0: none).
     ack_echo: u64,
     hb_pending: bool,
+    /// The last heartbeat went out before the peer's session was known, so the peer dropped
+    /// it: send it again when the session is learned.
+    hb_unheard: bool,
 
     // Send side (go-back-N). Queue entry `i` carries sequence number `snd_una + 1 + i`.
     queue: SendQueue,
@@ -553,6 +560,7 @@ impl Peer {
             hb_last: 0,
             ack_pending: false,
             hb_pending: false,
+            hb_unheard: false,
             queue: SendQueue::new(),
             snd_una: 0,
             snd_nxt: 1,
@@ -600,6 +608,10 @@ impl Peer {
         self.rto = cfg.rto;
         self.rto_at = None;
         self.ack_echo = 0;
+        if self.hb_unheard {
+            self.hb_unheard = false;
+            self.hb_pending = true;
+        }
     }
 
     /// Go back to the oldest unacknowledged frame.
@@ -911,7 +923,7 @@ impl AckChannel {
         let fresh_pairing =
             p.remote_sess != 0 && h.src_sess == p.remote_sess && h.dst_sess == p.local_sess;
 
-        if h.epoch < self.epoch {
+        if h.epoch < self.epoch && h.kind != KIND_ACK {
             bump(&mut stats.stale_epoch);
             // Consume the next DATA frame of an old view, so the stream does not stall.
             if h.kind == KIND_DATA && fresh_pairing && h.number == p.rcv_next.saturating_add(1) {
@@ -1060,6 +1072,7 @@ impl AckChannel {
                 h.len = u16::try_from(payload.len()).ok()?;
                 let n = seal(&self.mac, buf, &h, payload, &[])?;
                 p.hb_pending = false;
+                p.hb_unheard = p.remote_sess == 0;
                 n
             }
         };

@@ -665,6 +665,16 @@ impl<'a> Host<'a> {
             if claims_primary {
                 g.primary_rank = from;
             }
+            // A replica takes over only once every rank below it is gone, so the view says
+            // they are. Without heartbeats nothing else would tell this replica, and it would
+            // wait on them for ever when the new primary dies in turn.
+            let new_primary = g.primary_rank;
+            for x in g.peers.iter_mut().filter(|x| x.rank < new_primary) {
+                x.dead = true;
+            }
+            // The client retransmitted to the old primary; the new one starts with a clean
+            // slate.
+            g.dup_history.clear();
             // Anyone in a newer view means ours is over: a primary steps down.
             if g.role == Role::Primary
                 && from != g.local_rank
