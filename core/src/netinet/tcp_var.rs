@@ -39,6 +39,8 @@ pub mod tf2 {
     pub const ECN_SND_CWR: u32 = 0x0000_0200;
     pub const ECN_SND_ECE: u32 = 0x0000_0400;
     pub const ECN_USE_ECT1: u32 = 0x0000_0800;
+    /// `snd_una` is so far past the ISS that checking SEG.ACK against it is redundant.
+    pub const NO_ISS_CHECK: u32 = 0x0040_0000;
 }
 
 /// Options parsed from a segment (`struct tcpopt`).
