@@ -476,6 +476,170 @@ fn host_tables_refuse_cleanly_when_full() {
         .unwrap();
 }
 
+/// The table of replicated connections of a group (`MAX_FT_CONNS`) when it is full, in a
+/// simulated group of two replicas running the echo service.
+#[cfg(feature = "sim")]
+mod ft_table {
+    use super::*;
+    use hydranet_core::ft::host::MAX_FT_CONNS;
+    use hydranet_core::sim::{Sim, SimConfig, CLIENT as CLIENT_SIM, ORIGIN, SERVICE_PORT};
+    use hydranet_core::stack::SocketHandle;
+    use hydranet_core::Duration;
+
+    fn established(sim: &Sim, c: SocketHandle) -> bool {
+        sim.client_state(c) == Some(TcpState::Established)
+    }
+
+    fn client_port(sim: &Sim, c: SocketHandle) -> u16 {
+        sim.client
+            .pcblist()
+            .find(|p| p.handle == Some(c))
+            .expect("the client socket")
+            .lport
+    }
+
+    /// Sends `msg` on `c` and steps until the echo service has sent it back.
+    fn echo(sim: &mut Sim, c: SocketHandle, msg: &[u8]) {
+        sim.client.send(sim.now, c, msg, 0).unwrap();
+        let (t0, mut got, mut buf) = (sim.now, Vec::new(), [0u8; 256]);
+        while got.len() < msg.len() {
+            assert!(sim.now < t0 + Duration::from_millis(2000), "no echo");
+            assert!(sim.step());
+            if let Ok(n) = sim.client.recv(sim.now, c, &mut buf, 0) {
+                got.extend_from_slice(&buf[..n]);
+            }
+        }
+        assert_eq!(got, msg);
+    }
+
+    /// A group of two with `n` established, replicated client connections.
+    fn group_with(n: usize) -> (Sim, Vec<SocketHandle>) {
+        let mut sim = Sim::new(SimConfig {
+            replicas: 2,
+            ..Default::default()
+        });
+        // A few handshakes at a time (the syncache holds 64 half-open entries).
+        let mut conns = Vec::new();
+        while conns.len() < n {
+            let k = (n - conns.len()).min(8);
+            let batch: Vec<SocketHandle> = (0..k).map(|_| sim.connect().unwrap()).collect();
+            let t0 = sim.now;
+            while !batch.iter().all(|&c| established(&sim, c)) {
+                assert!(
+                    sim.now < t0 + Duration::from_millis(3000),
+                    "handshakes stuck"
+                );
+                assert!(sim.step());
+            }
+            conns.extend(batch);
+        }
+        sim.run_until(sim.now + Duration::from_millis(50));
+        for h in &sim.hosts {
+            assert_eq!(h.host.stats.conns_tracked, n as u64);
+            assert_eq!(h.host.stats.conns_table_full, 0);
+        }
+        (sim, conns)
+    }
+
+    fn no_host_state_for(sim: &Sim, port: u16) {
+        for (i, h) in sim.hosts.iter().enumerate() {
+            assert!(
+                !h.host
+                    .stack
+                    .has_pending_or_conn(ORIGIN, SERVICE_PORT, CLIENT_SIM, port),
+                "host {i} keeps state for the refused client"
+            );
+        }
+    }
+
+    /// A full table: a new client's SYN is dropped by every replica and counted
+    /// (`conns_table_full`), without half-open state, a SYN-ACK or a panic; the connections
+    /// the group has keep moving data; once one of them ends, the refused client's next SYN
+    /// retransmission gets in.
+    #[test]
+    fn ft_connection_table_refuses_a_new_client_cleanly_when_full() {
+        let (mut sim, conns) = group_with(MAX_FT_CONNS);
+        // One client too many: its SYN (and the retransmissions within 2 s) are refused.
+        let extra = sim.connect().unwrap();
+        let port = client_port(&sim, extra);
+        sim.run_until(sim.now + Duration::from_millis(2000));
+        assert_eq!(sim.client_state(extra), Some(TcpState::SynSent));
+        for (i, h) in sim.hosts.iter().enumerate() {
+            assert!(
+                h.host.stats.conns_table_full > 0,
+                "host {i} did not count the refusal"
+            );
+            assert_eq!(h.host.stats.conns_tracked, MAX_FT_CONNS as u64);
+        }
+        no_host_state_for(&sim, port);
+
+        // The connections the group has still work.
+        echo(&mut sim, conns[0], b"still replicated");
+        echo(&mut sim, conns[MAX_FT_CONNS - 1], b"and this one too");
+
+        // One ends (the client closes, the echo service closes its side): the refused
+        // client's next SYN retransmission is accepted, and replicated like the others.
+        sim.client.close(sim.now, conns[1]).unwrap();
+        let t0 = sim.now;
+        while !established(&sim, extra) {
+            assert!(
+                sim.now < t0 + Duration::from_millis(10_000),
+                "the refused client never got in"
+            );
+            assert!(sim.step());
+        }
+        echo(&mut sim, extra, b"finally in");
+        for h in &sim.hosts {
+            assert_eq!(h.host.stats.conns_tracked, MAX_FT_CONNS as u64 + 1);
+        }
+        assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+        assert_eq!(sim.client_resets, 0);
+    }
+
+    /// Two handshakes that were both half-open when the table had one slot left: the one
+    /// that completes second cannot be replicated and is reset (counted), not left running
+    /// outside the group; the other, and the connections the group had, work.
+    #[test]
+    fn ft_connection_completing_into_a_full_table_is_reset() {
+        let (mut sim, conns) = group_with(MAX_FT_CONNS - 1);
+        let pair = [sim.connect().unwrap(), sim.connect().unwrap()];
+        let t0 = sim.now;
+        while !pair.iter().any(|&c| established(&sim, c)) || sim.client_resets == 0 {
+            assert!(
+                sim.now < t0 + Duration::from_millis(3000),
+                "no handshake completed, or none was refused"
+            );
+            assert!(sim.step());
+        }
+        sim.run_until(sim.now + Duration::from_millis(50));
+        let (inside, refused) = if established(&sim, pair[0]) {
+            (pair[0], pair[1])
+        } else {
+            (pair[1], pair[0])
+        };
+        assert!(!established(&sim, refused));
+        for (i, h) in sim.hosts.iter().enumerate() {
+            assert_eq!(h.host.stats.conns_table_full, 1, "host {i}");
+            assert_eq!(h.host.stats.conns_tracked, MAX_FT_CONNS as u64, "host {i}");
+        }
+        let port = client_port(&sim, refused);
+        no_host_state_for(&sim, port);
+        echo(&mut sim, inside, b"replicated");
+        echo(&mut sim, conns[0], b"unaffected");
+        // The simulator counts every reset a client gets against invariant 2; the refusal's
+        // is the only one.
+        let refusal = format!("203.0.113.10:{port} R");
+        assert!(
+            sim.violations
+                .iter()
+                .all(|v| v.invariant == 2 && v.what.contains(&refusal)),
+            "{:?}",
+            sim.violations
+        );
+        assert_eq!(sim.client_resets, 1);
+    }
+}
+
 /// A stack over caller-provided socket slots (the no-alloc configuration): the socket beyond
 /// them is refused with `ENOBUFS`, and freeing one makes room again.
 #[test]
