@@ -517,9 +517,62 @@ impl<'a> Host<'a> {
     }
 
     fn tcp_packet(&mut self, now: Instant, packet: &[u8]) {
+        if self.syn_beyond_table(packet) {
+            self.stats.conns_table_full += 1;
+            return;
+        }
         self.stack.handle_packet(now, packet);
         self.track_connections();
         self.missing_check(packet);
+    }
+
+    /// Whether `packet` is a client's SYN for a new connection on a fault-tolerant port whose
+    /// group already replicates `MAX_FT_CONNS` connections. Such a SYN is dropped before the
+    /// stack sees it: no half-open state, no SYN-ACK, and every replica (they see the same
+    /// SYNs and hold the same connections) refuses alike. The client's SYN retransmissions
+    /// get in once a connection ends.
+    fn syn_beyond_table(&mut self, packet: &[u8]) -> bool {
+        let Ok((ip, payload)) = ipv4::Ipv4Header::parse(packet) else {
+            return false;
+        };
+        if ip.protocol != ipv4::PROTO_TCP {
+            return false;
+        }
+        let (Some(p), Some(&flags)) = (payload.get(0..4), payload.get(13)) else {
+            return false;
+        };
+        let sport = u16::from_be_bytes([p[0], p[1]]);
+        let dport = u16::from_be_bytes([p[2], p[3]]);
+        // SYN, and neither ACK nor RST.
+        if flags & 0x16 != 0x02 {
+            return false;
+        }
+        let Some(gi) = self
+            .groups
+            .iter()
+            .position(|g| g.vip == ip.dst && g.port == dport && g.configured)
+        else {
+            return false;
+        };
+        // A SYN for a connection or half-open entry the stack has (a retransmission, or a
+        // new incarnation of a connection in TIME_WAIT) takes no new slot.
+        if self.stack.has_pending_or_conn(ip.dst, dport, ip.src, sport) {
+            return false;
+        }
+        self.forget_closed(gi);
+        // A segment the stack would drop as damaged is left to it (and its counters).
+        self.groups[gi].conns.is_full()
+            && crate::wire::tcp::parse_segment(payload, ip.src, ip.dst, true).is_ok()
+    }
+
+    /// Forgets the group's connections whose socket is gone.
+    fn forget_closed(&mut self, gi: usize) {
+        let socks = &self.stack.sockets;
+        self.groups[gi].conns.retain(|c| {
+            socks.get(c.idx).is_some_and(|s| {
+                s.in_use && s.generation == c.gen && s.tp.t_state != TcpState::Closed
+            })
+        });
     }
 
     /// A backup that sees client traffic for a connection it does not have tells the primary,
@@ -834,13 +887,7 @@ impl<'a> Host<'a> {
                 }
                 (g.vip, g.port, g.role)
             };
-            // Forget connections whose socket is gone.
-            let socks = &self.stack.sockets;
-            self.groups[gi].conns.retain(|c| {
-                socks.get(c.idx).is_some_and(|s| {
-                    s.in_use && s.generation == c.gen && s.tp.t_state != TcpState::Closed
-                })
-            });
+            self.forget_closed(gi);
             let live_backups = self.live_backup_mask(gi);
             for idx in 0..self.stack.sockets.len() {
                 let so = &self.stack.sockets[idx];
@@ -882,7 +929,12 @@ impl<'a> Host<'a> {
                     last_dupsegs: so.tp.t_rcvdupsegs,
                 };
                 if self.groups[gi].conns.push(conn).is_err() {
+                    // Handshakes that were half-open when the table filled: such a connection
+                    // cannot be replicated, and is refused rather than left to run outside
+                    // the group (unreplicated, its reads and ACKs unchecked).
                     self.stats.conns_table_full += 1;
+                    let now = self.now;
+                    self.stack.ft_refuse(now, idx);
                     continue;
                 }
                 self.stats.conns_tracked += 1;

@@ -21,7 +21,7 @@ use crate::netinet::tcp_timer::{
     rangeset, TimerKind, TCPTV_REXMTMAX, TCP_DELTA_SHIFT, TCP_RTTVAR_SHIFT, TCP_RTT_INVALIDATE,
     TCP_RTT_SHIFT,
 };
-use crate::netinet::tcp_var::{tf, tf2, tof, TcpCb, TcpOpt, TCP_MAX_WINSHIFT};
+use crate::netinet::tcp_var::{tf, tf2, tof, TcpCb, TcpOpt, TCP_MAXWIN, TCP_MAX_WINSHIFT};
 use crate::socket::socketvar::{ss, Socket};
 use crate::wire::ipv4::Ecn;
 use crate::wire::tcp::{self as wtcp, TcpFlags, TcpOption};
@@ -727,6 +727,9 @@ pub fn tcp_do_segment(so: &mut Socket<'_>, seg: &Seg<'_>, ctx: &mut TcpCtx<'_>) 
     }
 
     // ACK processing.
+    if !ack_is_acceptable(so, ctx, th_ack) {
+        return Verdict::Done;
+    }
     if so.tp.t_state == TcpState::SynReceived {
         ctx.stat.connects += 1;
         let tp = &mut so.tp;
@@ -752,6 +755,40 @@ pub fn tcp_do_segment(so: &mut Socket<'_>, seg: &Seg<'_>, ctx: &mut TcpCtx<'_>) 
     process_ack_and_rest(
         so, ctx, seg, thflags, th_seq, data, &to, tiwin, needoutput, false,
     )
+}
+
+/// SEG.ACK validation (RFC 5961 section 5.2, FreeBSD's check guarded by
+/// `net.inet.tcp.insecure_ack`): an ACK below `snd_una - max_sndwnd` is too old to come from
+/// the peer, and while `snd_una` is still within one maximal window of the ISS, an ACK below
+/// `ISS + 1` acknowledges bytes never sent (a "ghost" ACK); the larger of the two bounds
+/// applies. Such a segment draws a rate-limited challenge ACK and is dropped whole, data
+/// included. The upper bound (`snd_max`) is `rcvacktoomuch` in `process_ack_and_rest`.
+/// Returns false when the segment was dropped.
+fn ack_is_acceptable(so: &mut Socket<'_>, ctx: &mut TcpCtx<'_>, th_ack: Seq) -> bool {
+    let tp = &mut so.tp;
+    if seq_geq(tp.snd_una, tp.iss + (TCP_MAXWIN << tp.snd_scale)) {
+        tp.t_flags2 |= tf2::NO_ISS_CHECK;
+    }
+    if ctx.cfg.insecure_ack {
+        return true;
+    }
+    let too_old = tp.snd_una - tp.max_sndwnd;
+    let ghost_min = tp.iss + 1;
+    let (seq_min, ghost) = if tp.t_flags2 & tf2::NO_ISS_CHECK == 0 && seq_gt(ghost_min, too_old) {
+        (ghost_min, true)
+    } else {
+        (too_old, false)
+    };
+    if !seq_lt(th_ack, seq_min) {
+        return true;
+    }
+    if ghost {
+        ctx.stat.rcvghostack += 1;
+    } else {
+        ctx.stat.rcvacktooold += 1;
+    }
+    tcp_send_challenge_ack(so, ctx);
+    false
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -29,6 +29,9 @@ pub struct TcpSysctl {
     pub drop_synfin: bool,
     pub insecure_rst: bool,
     pub insecure_syn: bool,
+    /// `net.inet.tcp.insecure_ack`: skip the RFC 5961 section 5 ACK validation (an ACK below
+    /// `snd_una - max_sndwnd`, or below the ISS early on, normally draws a challenge ACK).
+    pub insecure_ack: bool,
     pub recvspace: u32,
     pub sendspace: u32,
     /// `kern.ipc.maxsockbuf`.
@@ -81,6 +84,7 @@ impl Default for TcpSysctl {
             drop_synfin: false,
             insecure_rst: false,
             insecure_syn: false,
+            insecure_ack: false,
             recvspace: 65536,
             sendspace: 32768,
             maxsockbuf: 2 * 1024 * 1024,
@@ -151,6 +155,7 @@ impl TcpSysctl {
             "drop_synfin" => self.drop_synfin = flag(value)?,
             "insecure_rst" => self.insecure_rst = flag(value)?,
             "insecure_syn" => self.insecure_syn = flag(value)?,
+            "insecure_ack" => self.insecure_ack = flag(value)?,
             "recvspace" => self.recvspace = ms(value)?.max(1),
             "sendspace" => self.sendspace = ms(value)?.max(1),
             "kern.ipc.maxsockbuf" => {

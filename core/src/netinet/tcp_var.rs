@@ -42,6 +42,8 @@ pub mod tf2 {
     /// deviation: not a FreeBSD flag. The connection's SYN,ACK was sent more than once, so the
     /// ACK that completes the handshake gives no RTT sample (see `tcp_do_segment`).
     pub const SYNACK_REXMIT: u32 = 0x0001_0000;
+    /// `snd_una` is so far past the ISS that checking SEG.ACK against it is redundant.
+    pub const NO_ISS_CHECK: u32 = 0x0040_0000;
 }
 
 /// Options parsed from a segment (`struct tcpopt`).

@@ -1160,6 +1160,23 @@ impl Stack<'_> {
             .map(|p| &p.2)
     }
 
+    /// HydraNet-FT's refusal of a connection its group cannot replicate (the group's table of
+    /// connections is full): it is dropped with a RST, as FreeBSD drops a connection whose
+    /// socket it cannot create (`net.inet.tcp.syncache.rst_on_sock_fail`).
+    pub(crate) fn ft_refuse(&mut self, now: Instant, idx: usize) {
+        match self.sockets.get(idx) {
+            Some(s) if s.in_use && !s.is_listening() => {}
+            _ => return,
+        }
+        let (mut ctx, socks) = self.ctx_parts(now);
+        crate::netinet::tcp_input::tcp_drop(
+            &mut socks[idx],
+            &mut ctx,
+            Some(crate::Errno::ECONNABORTED),
+        );
+        self.reap(idx);
+    }
+
     /// HydraNet-FT's takeover entry: the connection in slot `idx` starts speaking for the
     /// group. It acknowledges at once, retransmits from `snd_una`, restarts congestion
     /// control, and moves its timestamp clock forward by `ts_bump_ms` so TSval never goes
