@@ -250,6 +250,9 @@ pub struct StreamRun {
     pub kill_ms: Option<f64>,
     pub victim: Option<usize>,
     pub new_primary: Option<usize>,
+    /// Takeovers the surviving hosts counted during the stream (`ft.takeovers`): 1 for a
+    /// kill, 0 for a control stream unless a backup declared a live primary dead.
+    pub takeovers: Option<u64>,
     /// Nothing moved for the takeover timeout after the kill.
     pub no_takeover: bool,
     /// Every byte checked and the stream complete.
@@ -305,6 +308,28 @@ fn client_read(s: &TcpStream, check: &mut FrameChecker, end: &mut ClientEnd) -> 
     }
 }
 
+/// Every host's `ft.takeovers` (`None` for a host that does not answer).
+fn takeover_counts(c: &Cluster) -> Vec<Option<u64>> {
+    (0..c.spec.hosts)
+        .map(|i| {
+            c.host_alive(i)
+                .then(|| c.host_counter(i, "ft.takeovers"))
+                .flatten()
+        })
+        .collect()
+}
+
+/// Takeovers between two [`takeover_counts`], over the hosts that answered both times (a
+/// killed primary took over nothing after it died).
+pub fn takeovers_between(before: &[Option<u64>], after: &[Option<u64>]) -> Option<u64> {
+    let pairs: Vec<u64> = before
+        .iter()
+        .zip(after)
+        .filter_map(|(b, a)| Some(a.as_ref()?.saturating_sub(*b.as_ref()?)))
+        .collect();
+    (!pairs.is_empty()).then(|| pairs.iter().sum())
+}
+
 /// Runs one stream on `cluster`; kills the primary `kill_after` after the first byte.
 fn run_stream(
     cluster: &mut Cluster,
@@ -317,6 +342,7 @@ fn run_stream(
     let addr = cluster.service_addr(STREAM_PORT);
     let ns = cluster.topo.client_ns.clone();
     let victim = cluster.primary(STREAM_PORT);
+    let counts_before = takeover_counts(cluster);
     let (sock_tx, sock_rx) = mpsc::channel::<TcpStream>();
     let client = std::thread::spawn(move || {
         let mut end = ClientEnd::default();
@@ -393,6 +419,7 @@ fn run_stream(
     let end = client
         .join()
         .map_err(|_| "the client thread panicked".to_string())?;
+    let takeovers = takeovers_between(&counts_before, &takeover_counts(cluster));
     let a0 = end.arrivals.first().copied();
     let rel = |t: Instant| -> f64 {
         let Some(a0) = a0 else { return 0.0 };
@@ -410,6 +437,7 @@ fn run_stream(
         kill_ms: kill_at.filter(|_| a0.is_some()).map(rel),
         victim: kill_at.and(victim.or(Some(0))),
         new_primary,
+        takeovers,
         no_takeover,
         content_ok: end.content_ok && !no_takeover,
         bytes: end.bytes,
@@ -435,6 +463,8 @@ pub struct Summary {
     /// The gap around the kill of each killed stream that resumed.
     pub kill_gaps: Vec<f64>,
     pub no_takeover: usize,
+    /// Takeovers counted by the hosts during these streams.
+    pub takeovers: u64,
     pub resets: u64,
     pub content_ok: usize,
 }
@@ -453,6 +483,7 @@ pub fn summarize(runs: &[&StreamRun], fps: u32, late_ms: f64) -> Summary {
         s.max_gaps.extend(r.max_gap());
         s.kill_gaps.extend(r.kill_gap().filter(|_| !r.no_takeover));
         s.no_takeover += usize::from(r.no_takeover);
+        s.takeovers += r.takeovers.unwrap_or(0);
         s.resets += r.resets;
         s.content_ok += usize::from(r.content_ok);
     }
@@ -532,7 +563,8 @@ pub fn stream(o: &StreamOptions) -> Result<Vec<StreamRun>, String> {
             ));
             match run_stream(&mut cluster, o, kind, i, kill_after) {
                 Ok(r) => {
-                    if kind == Kind::Killed || !r.content_ok || r.resets > 0 {
+                    let spurious = kind == Kind::Control && r.takeovers.unwrap_or(0) > 0;
+                    if kind == Kind::Killed || !r.content_ok || r.resets > 0 || spurious {
                         prog.done();
                         print_run(&r, o);
                     }
@@ -570,7 +602,7 @@ fn print_run(r: &StreamRun, o: &StreamOptions) {
     let late = lateness(&r.arrivals_ms, o.fps);
     println!(
         "  {} #{}: kill at {} s (host {} -> {}), gap around it {} ms, longest gap {} ms, late \
-         {}, lateness max {} ms, frames {}/{}, resets {}, content {}{}",
+         {}, lateness max {} ms, frames {}/{}, takeovers {}, resets {}, content {}{}",
         r.kind.name(),
         r.index + 1,
         fmt_opt(r.kill_ms.map(|k| k / 1000.0), 2),
@@ -582,6 +614,7 @@ fn print_run(r: &StreamRun, o: &StreamOptions) {
         fmt_opt(percentile(&late, 100.0), 1),
         r.arrivals_ms.len(),
         r.frames_expected,
+        r.takeovers.map_or("?".into(), |t| t.to_string()),
         r.resets,
         if r.content_ok { "ok" } else { "BAD" },
         match (&r.error, r.no_takeover) {
@@ -597,7 +630,7 @@ fn print_run(r: &StreamRun, o: &StreamOptions) {
 
 pub fn print_table(rows: &[(&str, &Summary)], o: &StreamOptions) {
     println!(
-        "{:<19}{:>8}{:>11}{:>6}{:>22}{:>19}{:>18}{:>7}{:>9}{:>7}",
+        "{:<19}{:>8}{:>11}{:>6}{:>22}{:>19}{:>18}{:>7}{:>7}{:>9}{:>7}",
         "run",
         "streams",
         "frames",
@@ -605,6 +638,7 @@ pub fn print_table(rows: &[(&str, &Summary)], o: &StreamOptions) {
         "lateness p50/p99/max",
         "gap p50/p99/max",
         "kill gap p50/max",
+        "takeov",
         "no-tk",
         "content",
         "resets",
@@ -619,7 +653,7 @@ pub fn print_table(rows: &[(&str, &Summary)], o: &StreamOptions) {
     };
     for (name, s) in rows {
         println!(
-            "{:<19}{:>8}{:>11}{:>6}{:>22}{:>19}{:>18}{:>7}{:>9}{:>7}",
+            "{:<19}{:>8}{:>11}{:>6}{:>22}{:>19}{:>18}{:>7}{:>7}{:>9}{:>7}",
             name,
             s.streams,
             format!("{}/{}", s.frames, s.frames_expected),
@@ -635,6 +669,7 @@ pub fn print_table(rows: &[(&str, &Summary)], o: &StreamOptions) {
                     fmt_opt(percentile(&s.kill_gaps, 100.0), 1)
                 )
             },
+            s.takeovers,
             s.no_takeover,
             format!("{}/{}", s.content_ok, s.streams),
             s.resets,
@@ -661,7 +696,8 @@ pub fn print_table(rows: &[(&str, &Summary)], o: &StreamOptions) {
     println!(
         "(ms; late: frames more than {} ms after deadline = frame 0's arrival + i/fps; gap: \
          between consecutive frame arrivals; kill gap: the longest gap ending after the kill and \
-         starting within {} ms of it; no-tk: nothing moved for {:.1} s after the kill; content: \
+         starting within {} ms of it; takeov: takeovers the hosts counted (ft.takeovers), 1 per kill \
+         expected and 0 without; no-tk: nothing moved for {:.1} s after the kill; content: \
          every byte checked; resets: Tcp.EstabResets plus ECONNRESET, required 0)",
         o.late_ms,
         KILL_WINDOW_MS,
@@ -675,7 +711,7 @@ pub fn print_table(rows: &[(&str, &Summary)], o: &StreamOptions) {
 fn write_outputs(runs: &[StreamRun], o: &StreamOptions) -> Result<(), String> {
     let mut csv = String::from(
         "kind,deployment,kill_ms,victim,new_primary,frames,frames_expected,late,lateness_p50_ms,\
-         lateness_p99_ms,lateness_max_ms,gap_max_ms,kill_gap_ms,no_takeover,resets,content_ok,error\n",
+         lateness_p99_ms,lateness_max_ms,gap_max_ms,kill_gap_ms,takeovers,no_takeover,resets,content_ok,error\n",
     );
     let mut frames_csv =
         String::from("kind,deployment,frame,arrival_ms,deadline_ms,lateness_ms,gap_ms\n");
@@ -684,7 +720,7 @@ fn write_outputs(runs: &[StreamRun], o: &StreamOptions) -> Result<(), String> {
         let late = lateness(&r.arrivals_ms, o.fps);
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.kind.name(),
             r.index,
             fmt_opt(r.kill_ms, 2),
@@ -698,6 +734,7 @@ fn write_outputs(runs: &[StreamRun], o: &StreamOptions) -> Result<(), String> {
             fmt_opt(percentile(&late, 100.0), 2),
             fmt_opt(r.max_gap(), 2),
             fmt_opt(r.kill_gap(), 2),
+            r.takeovers.map_or("".into(), |t| t.to_string()),
             r.no_takeover,
             r.resets,
             r.content_ok,
@@ -903,6 +940,7 @@ mod tests {
             kill_ms: Some(120.0),
             victim: Some(0),
             new_primary: Some(1),
+            takeovers: Some(1),
             no_takeover: false,
             content_ok: true,
             bytes: 400,
@@ -914,6 +952,23 @@ mod tests {
         assert_eq!(r.kill_gap(), Some(250.0));
         let s = summarize(&[&r], 10, 100.0);
         assert_eq!((s.frames, s.late, s.kill_gaps.clone()), (4, 1, vec![250.0]));
+        assert_eq!(s.takeovers, 1);
+    }
+
+    #[test]
+    fn takeovers_count_only_hosts_that_answered_twice() {
+        let before = [Some(0), Some(2), Some(0)];
+        assert_eq!(
+            takeovers_between(&before, &[None, Some(3), Some(0)]),
+            Some(1)
+        );
+        assert_eq!(
+            takeovers_between(&before, &[Some(0), Some(2), Some(0)]),
+            Some(0)
+        );
+        assert_eq!(takeovers_between(&[None, None], &[Some(1), None]), None);
+        // A counter that went backwards (a restarted host) counts nothing, not a wrap.
+        assert_eq!(takeovers_between(&[Some(5)], &[Some(1)]), Some(0));
     }
 
     #[test]
