@@ -341,7 +341,7 @@ fn run_stream(
     let (frame_len, frames) = (o.frame_len(), o.frames());
     let addr = cluster.service_addr(STREAM_PORT);
     let ns = cluster.topo.client_ns.clone();
-    let victim = cluster.primary(STREAM_PORT);
+    let mut victim = None;
     let counts_before = takeover_counts(cluster);
     let (sock_tx, sock_rx) = mpsc::channel::<TcpStream>();
     let client = std::thread::spawn(move || {
@@ -403,7 +403,12 @@ fn run_stream(
         }
         if let (Some(after), Some(f), None) = (kill_after, first, kill_at) {
             if now >= f + after {
-                cluster.kill_host(victim.unwrap_or(0));
+                // Asked now, not before the stream: on a loaded machine a backup may have
+                // taken over already (the takeover count shows it), and the kill is of
+                // whoever is primary. A few ms of control calls; the kill time is taken after.
+                let v = cluster.primary(STREAM_PORT).unwrap_or(0);
+                victim = Some(v);
+                cluster.kill_host(v);
                 kill_at = Some(Instant::now());
                 awaiting = true;
             }
@@ -435,7 +440,7 @@ fn run_stream(
         frames_expected: frames,
         arrivals_ms: end.arrivals.iter().map(|&t| rel(t)).collect(),
         kill_ms: kill_at.filter(|_| a0.is_some()).map(rel),
-        victim: kill_at.and(victim.or(Some(0))),
+        victim,
         new_primary,
         takeovers,
         no_takeover,
