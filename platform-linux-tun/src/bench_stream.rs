@@ -319,8 +319,8 @@ fn takeover_counts(c: &Cluster) -> Vec<Option<u64>> {
         .collect()
 }
 
-/// Takeovers between two [`takeover_counts`], over the hosts that answered both times (a
-/// killed primary took over nothing after it died).
+/// Takeovers between two [`takeover_counts`], over the hosts that answered both times (the
+/// killed primary's second count is taken just before the kill).
 pub fn takeovers_between(before: &[Option<u64>], after: &[Option<u64>]) -> Option<u64> {
     let pairs: Vec<u64> = before
         .iter()
@@ -342,6 +342,8 @@ fn run_stream(
     let addr = cluster.service_addr(STREAM_PORT);
     let ns = cluster.topo.client_ns.clone();
     let mut victim = None;
+    // The victim's own count just before it dies: it may have taken over earlier in the stream.
+    let mut victim_count = None;
     let counts_before = takeover_counts(cluster);
     let (sock_tx, sock_rx) = mpsc::channel::<TcpStream>();
     let client = std::thread::spawn(move || {
@@ -408,6 +410,7 @@ fn run_stream(
                 // whoever is primary. A few ms of control calls; the kill time is taken after.
                 let v = cluster.primary(STREAM_PORT).unwrap_or(0);
                 victim = Some(v);
+                victim_count = cluster.host_counter(v, "ft.takeovers");
                 cluster.kill_host(v);
                 kill_at = Some(Instant::now());
                 awaiting = true;
@@ -424,7 +427,11 @@ fn run_stream(
     let end = client
         .join()
         .map_err(|_| "the client thread panicked".to_string())?;
-    let takeovers = takeovers_between(&counts_before, &takeover_counts(cluster));
+    let mut counts_after = takeover_counts(cluster);
+    if let Some(v) = victim.filter(|&v| v < counts_after.len()) {
+        counts_after[v] = victim_count;
+    }
+    let takeovers = takeovers_between(&counts_before, &counts_after);
     let a0 = end.arrivals.first().copied();
     let rel = |t: Instant| -> f64 {
         let Some(a0) = a0 else { return 0.0 };
