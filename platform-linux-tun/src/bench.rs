@@ -709,7 +709,7 @@ fn note_no_takeover(c: &Cluster, port: u16) {
 
 /// The counters of host `i` that tell a smooth transfer from one that recovered from loss
 /// or waited on a timer, non-zero ones only.
-fn recovery_counters(c: &Cluster, i: usize) -> String {
+pub(crate) fn recovery_counters(c: &Cluster, i: usize) -> String {
     const KEYS: [&str; 12] = [
         "tcp.sndrexmitpack",
         "tcp.rexmttimeo",

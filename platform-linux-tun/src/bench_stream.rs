@@ -20,7 +20,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::bench::{
-    bars_svg, fmt_opt, line_svg, median, percentile, tcp_info, write_file, Progress, Series,
+    bars_svg, fmt_opt, line_svg, median, percentile, recovery_counters, tcp_info, write_file,
+    Progress, Series,
 };
 use crate::harness::{Cluster, ClusterSpec};
 use crate::netns;
@@ -579,6 +580,18 @@ pub fn stream(o: &StreamOptions) -> Result<Vec<StreamRun>, String> {
                     if kind == Kind::Killed || !r.content_ok || r.resets > 0 || spurious {
                         prog.done();
                         print_run(&r, o);
+                    }
+                    if r.late(o.fps, o.late_ms) > 0 || r.no_takeover {
+                        // What the survivors did meanwhile: retransmission timeouts, lost
+                        // segments, dropped backups tell a slow takeover from a slow machine.
+                        for h in (0..cluster.spec.hosts).filter(|&h| cluster.host_alive(h)) {
+                            let t = cluster.host_counter(h, "ft.takeovers").unwrap_or(0);
+                            let d = cluster.host_counter(h, "ft.step_downs").unwrap_or(0);
+                            println!(
+                                "      host {h}: ft.takeovers={t} ft.step_downs={d} {}",
+                                recovery_counters(&cluster, h)
+                            );
+                        }
                     }
                     runs.push(r);
                 }
