@@ -37,9 +37,6 @@ const SAMPLE: Duration = Duration::from_millis(1);
 /// there is steady streaming on both sides of it.
 const KILL_FROM: f64 = 0.3;
 const KILL_TO: f64 = 0.7;
-/// The gap "around the kill" is the longest one that ends after the kill and begins at most
-/// this long after it: the outage itself, not an unrelated hiccup seconds later.
-const KILL_WINDOW_MS: f64 = 1000.0;
 
 pub struct StreamOptions {
     /// Streams with a primary kill.
@@ -273,8 +270,16 @@ impl StreamRun {
     fn max_gap(&self) -> Option<f64> {
         gaps(&self.arrivals_ms).into_iter().max_by(f64::total_cmp)
     }
-    fn kill_gap(&self) -> Option<f64> {
-        kill_gap(&self.arrivals_ms, self.kill_ms?, KILL_WINDOW_MS)
+    /// The gap "around the kill": the one the kill falls in, or the next if a frame already
+    /// in flight completed just after the kill (the window is one frame period). A wider
+    /// window blames the kill for the loaded machine's hiccups a few hundred ms later, which
+    /// the stream's longest gap and its lateness show anyway.
+    fn kill_gap(&self, fps: u32) -> Option<f64> {
+        kill_gap(
+            &self.arrivals_ms,
+            self.kill_ms?,
+            1000.0 / f64::from(fps.max(1)),
+        )
     }
 }
 
@@ -494,7 +499,8 @@ pub fn summarize(runs: &[&StreamRun], fps: u32, late_ms: f64) -> Summary {
         s.lateness.extend(lateness(&r.arrivals_ms, fps));
         s.gaps.extend(gaps(&r.arrivals_ms));
         s.max_gaps.extend(r.max_gap());
-        s.kill_gaps.extend(r.kill_gap().filter(|_| !r.no_takeover));
+        s.kill_gaps
+            .extend(r.kill_gap(fps).filter(|_| !r.no_takeover));
         s.no_takeover += usize::from(r.no_takeover);
         s.takeovers += r.takeovers.unwrap_or(0);
         s.resets += r.resets;
@@ -633,7 +639,7 @@ fn print_run(r: &StreamRun, o: &StreamOptions) {
         fmt_opt(r.kill_ms.map(|k| k / 1000.0), 2),
         r.victim.map_or("-".into(), |v| v.to_string()),
         r.new_primary.map_or("?".into(), |v| v.to_string()),
-        fmt_opt(r.kill_gap(), 1),
+        fmt_opt(r.kill_gap(o.fps), 1),
         fmt_opt(r.max_gap(), 1),
         r.late(o.fps, o.late_ms),
         fmt_opt(percentile(&late, 100.0), 1),
@@ -721,11 +727,11 @@ pub fn print_table(rows: &[(&str, &Summary)], o: &StreamOptions) {
     println!(
         "(ms; late: frames more than {} ms after deadline = frame 0's arrival + i/fps; gap: \
          between consecutive frame arrivals; kill gap: the longest gap ending after the kill and \
-         starting within {} ms of it; takeov: takeovers the hosts counted (ft.takeovers), 1 per kill \
+         starting within one frame period ({:.1} ms) of it; takeov: takeovers the hosts counted (ft.takeovers), 1 per kill \
          expected and 0 without; no-tk: nothing moved for {:.1} s after the kill; content: \
          every byte checked; resets: Tcp.EstabResets plus ECONNRESET, required 0)",
         o.late_ms,
-        KILL_WINDOW_MS,
+        1000.0 / f64::from(o.fps),
         o.takeover_timeout.as_secs_f64()
     );
 }
@@ -758,7 +764,7 @@ fn write_outputs(runs: &[StreamRun], o: &StreamOptions) -> Result<(), String> {
             fmt_opt(percentile(&late, 99.0), 2),
             fmt_opt(percentile(&late, 100.0), 2),
             fmt_opt(r.max_gap(), 2),
-            fmt_opt(r.kill_gap(), 2),
+            fmt_opt(r.kill_gap(o.fps), 2),
             r.takeovers.map_or("".into(), |t| t.to_string()),
             r.no_takeover,
             r.resets,
@@ -788,7 +794,7 @@ fn write_outputs(runs: &[StreamRun], o: &StreamOptions) -> Result<(), String> {
     let worst = runs
         .iter()
         .filter(|r| r.kind == Kind::Killed)
-        .filter_map(|r| Some((r, r.kill_gap()?, r.kill_ms?)))
+        .filter_map(|r| Some((r, r.kill_gap(o.fps)?, r.kill_ms?)))
         .max_by(|a, b| a.1.total_cmp(&b.1));
     let lateness_path = o.out.join("stream-lateness.svg");
     if let Some((k, gap, kill_ms)) = worst {
@@ -847,7 +853,7 @@ fn write_outputs(runs: &[StreamRun], o: &StreamOptions) -> Result<(), String> {
         .iter()
         .filter_map(|r| {
             let g = match r.kind {
-                Kind::Killed => r.kill_gap()?,
+                Kind::Killed => r.kill_gap(o.fps)?,
                 Kind::Control => r.max_gap()?,
             };
             let what = match r.kind {
@@ -974,7 +980,8 @@ mod tests {
         };
         assert_eq!(r.late(10, 100.0), 1);
         assert_eq!(r.max_gap(), Some(250.0));
-        assert_eq!(r.kill_gap(), Some(250.0));
+        // 10 fps: the window is 100 ms, and the kill at 120 falls in the 100..350 gap.
+        assert_eq!(r.kill_gap(10), Some(250.0));
         let s = summarize(&[&r], 10, 100.0);
         assert_eq!((s.frames, s.late, s.kill_gaps.clone()), (4, 1, vec![250.0]));
         assert_eq!(s.takeovers, 1);
