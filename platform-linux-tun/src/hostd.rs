@@ -57,7 +57,7 @@ const MAX_ROUNDS: usize = 64;
 /// [[serve]]
 /// vip = "192.0.2.80"
 /// port = 80
-/// service = "http:/srv/www"     # echo | discard | kv | bulk:BYTES | http:DIR | relay:IP:PORT
+/// service = "http:/srv/www"     # echo | discard | kv | digest | bulk:BYTES | http:DIR | relay:IP:PORT | stream:BYTES:FPS:FRAMES
 /// ```
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
