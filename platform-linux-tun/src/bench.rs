@@ -6,6 +6,7 @@
 //! * [`schemes`]: throughput of plain TCP to a host server, redirection without fault
 //!   tolerance, and groups of 1, 2 and 3 replicas, over a range of transfer sizes.
 //! * [`path`]: Linux TCP across a veth pair against the TUN path of a host server.
+//! * `stream` ([`crate::bench_stream`]): a paced frame stream's lateness across a primary kill.
 //!
 //! This machine is shared and small, so absolute figures move from run to run: every bench
 //! measures the things it compares in one run, interleaved, and reports ratios beside them.
@@ -77,7 +78,7 @@ pub fn median(v: &[f64]) -> Option<f64> {
     percentile(v, 50.0)
 }
 
-fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+pub(crate) fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "-".to_string(), |x| format!("{x:.digits$}"))
 }
 
@@ -102,7 +103,7 @@ pub fn tcp_info(s: &TcpStream) -> io::Result<libc::tcp_info> {
     }
 }
 
-fn write_file(path: &Path, text: &str) -> Result<(), String> {
+pub(crate) fn write_file(path: &Path, text: &str) -> Result<(), String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
@@ -110,20 +111,20 @@ fn write_file(path: &Path, text: &str) -> Result<(), String> {
 }
 
 /// A progress line that rewrites itself on a terminal and is a plain line in a log.
-struct Progress {
+pub(crate) struct Progress {
     tty: bool,
     last: Instant,
 }
 
 impl Progress {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Progress {
             tty: io::IsTerminal::is_terminal(&io::stdout()),
             last: Instant::now() - Duration::from_secs(10),
         }
     }
     /// Shown at most every 2 s in a log, so a long run leaves a readable trail.
-    fn say(&mut self, s: &str) {
+    pub(crate) fn say(&mut self, s: &str) {
         if self.tty {
             print!("\r\x1b[2K  {s}");
             let _ = io::stdout().flush();
@@ -132,7 +133,7 @@ impl Progress {
             self.last = Instant::now();
         }
     }
-    fn done(&self) {
+    pub(crate) fn done(&self) {
         if self.tty {
             print!("\r\x1b[2K");
             let _ = io::stdout().flush();
@@ -708,7 +709,7 @@ fn note_no_takeover(c: &Cluster, port: u16) {
 
 /// The counters of host `i` that tell a smooth transfer from one that recovered from loss
 /// or waited on a timer, non-zero ones only.
-fn recovery_counters(c: &Cluster, i: usize) -> String {
+pub(crate) fn recovery_counters(c: &Cluster, i: usize) -> String {
     const KEYS: [&str; 12] = [
         "tcp.sndrexmitpack",
         "tcp.rexmttimeo",

@@ -57,7 +57,7 @@ const MAX_ROUNDS: usize = 64;
 /// [[serve]]
 /// vip = "192.0.2.80"
 /// port = 80
-/// service = "http:/srv/www"     # echo | discard | kv | bulk:BYTES | http:DIR | relay:IP:PORT
+/// service = "http:/srv/www"     # echo | discard | kv | digest | bulk:BYTES | http:DIR | relay:IP:PORT | stream:BYTES:FPS:FRAMES
 /// ```
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -427,7 +427,11 @@ pub fn run(cfg: &HostConfig) -> Result<(), String> {
         let mut fds: Vec<RawFd> = vec![driver.tun().as_raw_fd()];
         fds.extend(ctl.fds());
         fds.extend(d.services.fds());
-        let wait = d.clock.until(d.host.poll_timeout(), IDLE_WAKE);
+        let mut wait = d.clock.until(d.host.poll_timeout(), IDLE_WAKE);
+        // A paced service (the stream) has output by the clock, not by any descriptor.
+        if let Some(at) = d.services.next_wake() {
+            wait = wait.min(at.saturating_duration_since(std::time::Instant::now()));
+        }
         crate::tun::wait_readable(&fds, Some(wait)).map_err(|e| format!("poll: {e}"))?;
         ctl.poll(&mut |req| match req {
             Request::Counters => Response::Ok(d.counters(Some(&driver))),

@@ -7,9 +7,11 @@
 //!   server runs.
 //! * [`harness`]: a whole deployment (network plus daemons) for the demo, tests and benches.
 //! * [`netdemo`], [`simdemo`]: `hydranet demo` on the network and on the simulator.
-//! * [`bench`]: `hydranet bench` (failover stalls, throughput by scheme, veth vs TUN path).
+//! * [`bench`]: `hydranet bench` (failover stalls, throughput by scheme, veth vs TUN path);
+//!   [`bench_stream`]: `hydranet bench stream` (a paced frame stream across a primary kill).
 
 pub mod bench;
+pub mod bench_stream;
 pub mod daemon;
 pub mod harness;
 pub mod hostd;

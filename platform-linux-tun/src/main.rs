@@ -14,8 +14,8 @@ use std::process::{Command, ExitCode};
 use clap::{Parser, Subcommand};
 use hydranet_core::ft::params::DetectorParams;
 use hydranet_platform_linux_tun::{
-    bench, conformance_beside, hostd, netdemo, netns, redird, simdemo, suite_path, summary_line,
-    topology, CONFORMANCE_BIN, SUITE_ENV,
+    bench, bench_stream, conformance_beside, hostd, netdemo, netns, redird, simdemo, suite_path,
+    summary_line, topology, CONFORMANCE_BIN, SUITE_ENV,
 };
 use hydranet_syscalls::ctl::{CtlClient, Request, Response};
 
@@ -120,7 +120,8 @@ enum Cmd {
         action: TopologyCmd,
     },
     /// Benchmarks on the namespace network with a real Linux client: failover stalls,
-    /// throughput by scheme, veth vs TUN path. Each writes CSV and SVG into --out.
+    /// throughput by scheme, veth vs TUN path, a paced stream across a kill. Each writes CSV
+    /// and SVG into --out.
     Bench {
         /// Folder for the CSV files and plots.
         #[arg(long, global = true, value_name = "DIR", default_value = bench::DEFAULT_OUT)]
@@ -170,6 +171,39 @@ enum BenchCmd {
         /// Runs per path (the median is reported).
         #[arg(long, default_value_t = 3)]
         repeat: usize,
+    },
+    /// A paced constant-bit-rate stream (like a video feed) from a group of 3 replicas to a
+    /// Linux client, the primary killed mid-stream at a seeded random point; frame lateness
+    /// and arrival gaps against control streams without a kill, every byte checked.
+    Stream {
+        /// Streams with a primary kill (one deployment of 3 hosts each).
+        #[arg(long, default_value_t = 10)]
+        streams: usize,
+        /// Streams without a kill, for comparison (run in the same deployments, before the
+        /// kill) [default: as many as --streams].
+        #[arg(long)]
+        control: Option<usize>,
+        /// Seconds per stream.
+        #[arg(long, default_value_t = 6.0)]
+        secs: f64,
+        /// Frames per second.
+        #[arg(long, default_value_t = 30)]
+        fps: u32,
+        /// Stream rate in Mbit/s, frame headers included (sets the frame size).
+        #[arg(long, default_value_t = 5.0)]
+        rate_mbit: f64,
+        /// A frame is late when it arrives more than this many ms after its deadline.
+        #[arg(long, default_value_t = 100.0)]
+        late_ms: f64,
+        /// Seed of the kill points.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Seconds without a byte moving after a kill that count as "no takeover".
+        #[arg(long, default_value_t = 5.0)]
+        takeover_timeout: f64,
+        /// Seconds after which no further deployment is started.
+        #[arg(long, default_value_t = 600)]
+        budget: u64,
     },
 }
 
@@ -559,6 +593,32 @@ fn bench_cmd(out: PathBuf, which: BenchCmd) -> ExitCode {
         BenchCmd::Path { secs, repeat } => bench::path(&bench::PathOptions {
             secs: secs.clamp(0.1, 60.0),
             repeat,
+            out,
+            exe,
+        })
+        .map(|_| ()),
+        BenchCmd::Stream {
+            streams,
+            control,
+            secs,
+            fps,
+            rate_mbit,
+            late_ms,
+            seed,
+            takeover_timeout,
+            budget,
+        } => bench_stream::stream(&bench_stream::StreamOptions {
+            streams,
+            control: control.unwrap_or(streams),
+            secs,
+            fps,
+            rate_bps: rate_mbit * 1e6,
+            late_ms,
+            seed,
+            takeover_timeout: std::time::Duration::from_secs_f64(
+                takeover_timeout.clamp(0.1, 600.0),
+            ),
+            budget: std::time::Duration::from_secs(budget),
             out,
             exe,
         })

@@ -4,7 +4,10 @@
 //! and of nothing else (no clock, no randomness, no `Date:` header), so replicas fed the same
 //! client data in the same order produce byte-identical output — the condition for a backup to
 //! take over a connection in mid-stream. The relay carries each connection to an unmodified
-//! local server; it is as deterministic as that server is.
+//! local server; it is as deterministic as that server is. The stream service paces its
+//! frames by the replica's clock, but *what* it sends is a function of position alone: a
+//! backup that is a few milliseconds behind holds the same bytes, only later (and a backup
+//! holds its output anyway until the client acknowledges it).
 //!
 //! Fault-tolerant connections read client data through the group's deliveries
 //! ([`Host::poll_delivery`] / [`Host::recv_delivered`]), so that every replica sees the same
@@ -18,6 +21,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use hydranet_core::ft::host::{listen_on, Host};
 use hydranet_core::netinet::tcp_usrreq::Shutdown;
@@ -52,6 +56,77 @@ pub enum ServiceSpec {
     /// Carries each connection to an unmodified server at this address (on the host's own
     /// loopback, typically).
     Relay(SocketAddr),
+    /// A constant-bit-rate stream, like a video feed: on connect, `frames` frames of
+    /// `frame_len` bytes (header included, see [`stream_frame`]), frame `n` released `n / fps`
+    /// seconds after the connection was accepted, then closes.
+    Stream {
+        frame_len: u32,
+        fps: u32,
+        frames: u32,
+    },
+}
+
+/// The first bytes of every stream frame.
+pub const STREAM_MAGIC: [u8; 4] = *b"HNFR";
+/// A stream frame's header: magic, frame number, frame length (header included) and the
+/// number of frames in the stream, as big-endian u32s. The receiver can check each frame on
+/// its own, and a frame that is cut, doubled or out of place shows in its header.
+pub const STREAM_HEADER_LEN: usize = 16;
+/// The largest stream frame the spec accepts: a frame is queued whole, so this bounds what a
+/// connection holds beyond [`PENDING_TARGET`].
+pub const STREAM_MAX_FRAME: u32 = 1 << 20;
+/// The highest frame rate the spec accepts (the daemon's poll loop wakes in whole ms).
+pub const STREAM_MAX_FPS: u32 = 1000;
+
+/// The header of frame `n`.
+pub fn stream_header(n: u32, frame_len: u32, frames: u32) -> [u8; STREAM_HEADER_LEN] {
+    let mut h = [0u8; STREAM_HEADER_LEN];
+    h[..4].copy_from_slice(&STREAM_MAGIC);
+    h[4..8].copy_from_slice(&n.to_be_bytes());
+    h[8..12].copy_from_slice(&frame_len.to_be_bytes());
+    h[12..].copy_from_slice(&frames.to_be_bytes());
+    h
+}
+
+/// The payload byte at offset `off` of a stream, counted from the stream's first byte
+/// (headers included): a function of position only, so every replica sends the same bytes.
+pub fn stream_payload_byte(off: u64) -> u8 {
+    bulk_byte(off as usize)
+}
+
+/// Appends frame `n` (header and payload) to `out`.
+pub fn stream_frame(n: u32, frame_len: u32, frames: u32, out: &mut VecDeque<u8>) {
+    out.extend(stream_header(n, frame_len, frames));
+    let base = u64::from(n) * u64::from(frame_len);
+    out.extend(
+        (base + STREAM_HEADER_LEN as u64..base + u64::from(frame_len)).map(stream_payload_byte),
+    );
+}
+
+fn parse_stream(arg: &str) -> Result<ServiceSpec, String> {
+    let bad = || format!("stream:{arg}: want stream:BYTES_PER_FRAME:FPS:FRAMES");
+    let mut it = arg.split(':').map(|x| x.parse::<u32>().map_err(|_| bad()));
+    let (Some(frame_len), Some(fps), Some(frames), None) =
+        (it.next(), it.next(), it.next(), it.next())
+    else {
+        return Err(bad());
+    };
+    let (frame_len, fps, frames) = (frame_len?, fps?, frames?);
+    if !(STREAM_HEADER_LEN as u32..=STREAM_MAX_FRAME).contains(&frame_len) {
+        return Err(format!(
+            "stream:{arg}: a frame is {STREAM_HEADER_LEN}..={STREAM_MAX_FRAME} bytes"
+        ));
+    }
+    if !(1..=STREAM_MAX_FPS).contains(&fps) || frames == 0 {
+        return Err(format!(
+            "stream:{arg}: 1..={STREAM_MAX_FPS} frames per second and at least one frame"
+        ));
+    }
+    Ok(ServiceSpec::Stream {
+        frame_len,
+        fps,
+        frames,
+    })
 }
 
 impl FromStr for ServiceSpec {
@@ -76,9 +151,10 @@ impl FromStr for ServiceSpec {
                 .parse()
                 .map(ServiceSpec::Relay)
                 .map_err(|_| format!("relay:{addr}: not an address:port")),
+            ("stream", Some(arg)) => parse_stream(arg),
             _ => Err(format!(
                 "unknown service {s:?} (echo, discard, digest, kv, bulk:BYTES, http:DIR, \
-                 relay:IP:PORT)"
+                 relay:IP:PORT, stream:BYTES_PER_FRAME:FPS:FRAMES)"
             )),
         }
     }
@@ -94,6 +170,11 @@ impl fmt::Display for ServiceSpec {
             ServiceSpec::Bulk(n) => write!(f, "bulk:{n}"),
             ServiceSpec::Http(d) => write!(f, "http:{}", d.display()),
             ServiceSpec::Relay(a) => write!(f, "relay:{a}"),
+            ServiceSpec::Stream {
+                frame_len,
+                fps,
+                frames,
+            } => write!(f, "stream:{frame_len}:{fps}:{frames}"),
         }
     }
 }
@@ -109,6 +190,11 @@ trait Session {
     fn output(&mut self, out: &mut VecDeque<u8>) -> bool;
     /// A descriptor whose readability means [`Session::output`] has something new.
     fn fd(&self) -> Option<RawFd> {
+        None
+    }
+    /// When [`Session::output`] will have something new by the clock alone (a paced source);
+    /// nothing else wakes the daemon for it.
+    fn wake_at(&self) -> Option<std::time::Instant> {
         None
     }
 }
@@ -190,6 +276,44 @@ impl Session for Bulk {
         out.extend((self.next..end).map(|i| bulk_byte(i as usize)));
         self.next = end;
         self.next == self.total
+    }
+}
+
+/// The paced stream: frames released by the replica's clock, their bytes by position.
+struct Stream {
+    frame_len: u32,
+    fps: u32,
+    frames: u32,
+    /// When the connection was accepted: frame `n` is due `n / fps` after it.
+    start: std::time::Instant,
+    next: u32,
+}
+
+impl Stream {
+    fn due(&self, n: u32) -> std::time::Instant {
+        // Computed from the start each time rather than added up, so rounding never drifts.
+        self.start + Duration::from_nanos(u64::from(n) * 1_000_000_000 / u64::from(self.fps))
+    }
+
+    /// Appends every frame due at `now`, unless the connection already holds
+    /// [`PENDING_TARGET`] bytes (a stalled connection catches up later, in order).
+    fn emit(&mut self, now: std::time::Instant, out: &mut VecDeque<u8>) -> bool {
+        while self.next < self.frames && self.due(self.next) <= now && out.len() < PENDING_TARGET {
+            stream_frame(self.next, self.frame_len, self.frames, out);
+            self.next += 1;
+        }
+        self.next == self.frames
+    }
+}
+
+impl Session for Stream {
+    fn input(&mut self, _: &[u8]) {}
+    fn input_eof(&mut self) {}
+    fn output(&mut self, out: &mut VecDeque<u8>) -> bool {
+        self.emit(std::time::Instant::now(), out)
+    }
+    fn wake_at(&self) -> Option<std::time::Instant> {
+        (self.next < self.frames).then(|| self.due(self.next))
     }
 }
 
@@ -681,6 +805,17 @@ impl ServiceTable {
         self.conns.iter().filter_map(|c| c.session.fd()).collect()
     }
 
+    /// The earliest time a paced session has new output. Connections that could not take
+    /// output now (their queue is full: the client's ACKs, which wake the daemon anyway, must
+    /// drain it first) are left out, or an overdue frame would keep the loop spinning.
+    pub fn next_wake(&self) -> Option<std::time::Instant> {
+        self.conns
+            .iter()
+            .filter(|c| !c.output_done && c.pending.len() < PENDING_TARGET)
+            .filter_map(|c| c.session.wake_at())
+            .min()
+    }
+
     /// One scheduling round: accept, feed input in the group's order, push output.
     pub fn run(&mut self, now: Instant, host: &mut Host<'_>) {
         self.accept(host);
@@ -721,6 +856,17 @@ impl ServiceTable {
                         finished: false,
                     }),
                     ServiceSpec::Relay(addr) => Box::new(Relay::connect(*addr)),
+                    ServiceSpec::Stream {
+                        frame_len,
+                        fps,
+                        frames,
+                    } => Box::new(Stream {
+                        frame_len: *frame_len,
+                        fps: *fps,
+                        frames: *frames,
+                        start: std::time::Instant::now(),
+                        next: 0,
+                    }),
                 };
                 self.stats.accepted += 1;
                 self.conns.push(Conn {
@@ -853,6 +999,7 @@ mod tests {
             "bulk:8388608",
             "http:/srv/www",
             "relay:127.0.0.1:6379",
+            "stream:20833:30:180",
         ] {
             let spec: ServiceSpec = s.parse().unwrap();
             assert_eq!(spec.to_string(), s);
@@ -865,6 +1012,14 @@ mod tests {
             "relay:nowhere",
             "ftp",
             "echo:1",
+            "stream",
+            "stream:20833:30",
+            "stream:20833:30:180:1",
+            "stream:15:30:180",
+            "stream:2000000:30:180",
+            "stream:20833:0:180",
+            "stream:20833:30:0",
+            "stream:-1:30:180",
         ] {
             assert!(bad.parse::<ServiceSpec>().is_err(), "{bad}");
         }
@@ -905,6 +1060,61 @@ mod tests {
         }
         assert_eq!(all.len(), 200_000);
         assert!(all.iter().enumerate().all(|(i, &x)| x == bulk_byte(i)));
+    }
+
+    #[test]
+    fn stream_frames_are_paced_and_a_function_of_position() {
+        let t0 = std::time::Instant::now();
+        let mut s = Stream {
+            frame_len: 100,
+            fps: 10,
+            frames: 3,
+            start: t0,
+            next: 0,
+        };
+        let ms = |m| t0 + Duration::from_millis(m);
+        let mut out = VecDeque::new();
+        assert!(!s.emit(ms(0), &mut out));
+        assert_eq!(out.len(), 100, "frame 0 is due at once");
+        assert_eq!(s.wake_at(), Some(ms(100)));
+        assert!(!s.emit(ms(99), &mut out));
+        assert_eq!(out.len(), 100);
+        // Late by two frames: both go out, in order.
+        assert!(s.emit(ms(250), &mut out));
+        assert_eq!(s.wake_at(), None);
+        let all: Vec<u8> = out.into_iter().collect();
+        assert_eq!(all.len(), 300);
+        for n in 0..3u32 {
+            let f = &all[n as usize * 100..][..100];
+            assert_eq!(f[..STREAM_HEADER_LEN], stream_header(n, 100, 3));
+            for (j, &b) in f.iter().enumerate().skip(STREAM_HEADER_LEN) {
+                assert_eq!(b, stream_payload_byte(u64::from(n) * 100 + j as u64));
+            }
+        }
+        // The same stream emitted at other times is the same bytes.
+        let mut again = VecDeque::new();
+        for n in 0..3 {
+            stream_frame(n, 100, 3, &mut again);
+        }
+        assert_eq!(again.into_iter().collect::<Vec<u8>>(), all);
+    }
+
+    #[test]
+    fn stream_holds_back_while_its_queue_is_full() {
+        let t0 = std::time::Instant::now();
+        let mut s = Stream {
+            frame_len: 40_000,
+            fps: 1000,
+            frames: 10,
+            start: t0,
+            next: 0,
+        };
+        let mut out = VecDeque::new();
+        assert!(!s.emit(t0 + Duration::from_secs(1), &mut out));
+        assert_eq!(s.next, 2, "stops once the queue passes PENDING_TARGET");
+        out.clear();
+        assert!(!s.emit(t0 + Duration::from_secs(1), &mut out));
+        assert_eq!(s.next, 4);
     }
 
     #[test]
