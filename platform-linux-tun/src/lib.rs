@@ -7,9 +7,12 @@
 //!   server runs.
 //! * [`harness`]: a whole deployment (network plus daemons) for the demo, tests and benches.
 //! * [`netdemo`], [`simdemo`]: `hydranet demo` on the network and on the simulator.
-//! * [`bench`]: `hydranet bench` (failover stalls, throughput by scheme, veth vs TUN path).
+//! * [`bench`]: `hydranet bench` (failover stalls, throughput by scheme, veth vs TUN path);
+//!   [`tunserver`], [`bulkapp`], [`smoldev`]: the bulk server on the core's plain stack or on
+//!   smoltcp that `bench path` runs on a TUN device.
 
 pub mod bench;
+pub mod bulkapp;
 pub mod daemon;
 pub mod harness;
 pub mod hostd;
@@ -19,8 +22,10 @@ pub mod pcap;
 pub mod redird;
 pub mod services;
 pub mod simdemo;
+pub mod smoldev;
 pub mod topology;
 pub mod tun;
+pub mod tunserver;
 
 use std::path::{Path, PathBuf};
 
