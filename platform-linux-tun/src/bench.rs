@@ -1435,8 +1435,29 @@ fn cpu_secs(pid: u32) -> Option<(f64, f64)> {
 /// the shared machine gave the server.
 #[derive(Clone, Copy, Debug, Default)]
 struct PathSample {
+    /// The repetition it belongs to, to pair it with the other rows' samples of that run.
+    rep: usize,
     mbps: f64,
     cpu_ms_per_mb: Option<(f64, f64)>,
+}
+
+/// The median over repetitions of `f(a) / f(b)` for samples of the same repetition: rows run
+/// back to back share the machine's load of the moment, which a ratio of medians does not
+/// pair up.
+fn paired_ratio(
+    a: &[PathSample],
+    b: &[PathSample],
+    f: impl Fn(&PathSample) -> Option<f64>,
+) -> Option<f64> {
+    let r: Vec<f64> = a
+        .iter()
+        .filter_map(|x| {
+            let y = b.iter().find(|y| y.rep == x.rep)?;
+            let (fx, fy) = (f(x)?, f(y)?);
+            (fy > 0.0).then(|| fx / fy)
+        })
+        .collect();
+    median(&r)
 }
 
 /// Like [`veth_throughput`] from a client thread in namespace `ns` to a bulk server at
@@ -1710,6 +1731,7 @@ pub fn path(o: &PathOptions) -> Result<Vec<(String, f64)>, String> {
                         _ => None,
                     };
                     samples[i].push(PathSample {
+                        rep,
                         mbps: bps / 1e6,
                         cpu_ms_per_mb: cpu,
                     });
@@ -1794,14 +1816,22 @@ pub fn path(o: &PathOptions) -> Result<Vec<(String, f64)>, String> {
         let stack = PathRow::Tun(TunServer::Stack, dir);
         let smol = PathRow::Tun(TunServer::Smoltcp, dir);
         let host = PathRow::Tun(TunServer::HostDaemon, dir);
+        let of = |r: PathRow| &samples[rows.iter().position(|x| *x == r).unwrap_or(0)][..];
+        let paired =
+            |a, b, f: fn(&PathSample) -> Option<f64>| fmt_opt(paired_ratio(of(a), of(b), f), 3);
+        let mbps = |x: &PathSample| Some(x.mbps);
+        let user = |x: &PathSample| x.cpu_ms_per_mb.map(|c| c.0);
         println!(
-            "{:<9} hydranet Stack / smoltcp: MB/s {}, server user CPU per MB {}; Stack / veth \
-             (off) {}; host daemon / Stack {}",
+            "{:<9} hydranet Stack / smoltcp: MB/s {} (per run {}), server user CPU per MB {} \
+             (per run {}); Stack / veth (off) {}; host daemon / Stack {} (per run {})",
             dir.name(),
             fmt_opt(row_ratio(&medians, stack, smol), 3),
+            paired(stack, smol, mbps),
             fmt_opt(row_ratio(&user_cpu, stack, smol), 3),
+            paired(stack, smol, user),
             fmt_opt(row_ratio(&medians, stack, off), 3),
             fmt_opt(row_ratio(&medians, host, stack), 3),
+            paired(host, stack, mbps),
         );
     }
     for l in &server_lines {
@@ -1878,6 +1908,21 @@ mod tests {
             stall_after(&t, ms(60), None),
             Some(Duration::from_millis(58))
         );
+    }
+
+    #[test]
+    fn paired_ratios_match_repetitions() {
+        let s = |rep, mbps| PathSample {
+            rep,
+            mbps,
+            cpu_ms_per_mb: None,
+        };
+        // Run 1 of `b` failed: its run-1 sample of `a` has no partner.
+        let a = [s(0, 100.0), s(1, 50.0), s(2, 300.0)];
+        let b = [s(0, 200.0), s(2, 100.0)];
+        assert_eq!(paired_ratio(&a, &b, |x| Some(x.mbps)), Some(0.5));
+        assert_eq!(paired_ratio(&a, &b, |x| x.cpu_ms_per_mb.map(|c| c.0)), None);
+        assert_eq!(paired_ratio(&a, &[], |x| Some(x.mbps)), None);
     }
 
     #[test]
