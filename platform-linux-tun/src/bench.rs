@@ -1674,11 +1674,11 @@ pub fn path(o: &PathOptions) -> Result<Vec<(String, f64)>, String> {
     println!(
         "bench path: Linux TCP over a veth pair ({:.1} s per run) against a Linux client and, on \
          a TUN device behind one router namespace, the core's plain Stack, smoltcp (both \
-         {} KiB buffers each way) and the host daemon (FreeBSD default buffers), {} per \
+         {} KiB buffers each way) and the host daemon (FreeBSD default buffers), {} MB per \
          transfer; median of {} interleaved runs",
         o.secs,
         PATH_SERVER_BUF >> 10,
-        size_label(tun_bytes),
+        tun_bytes / 1_000_000,
         o.repeat
     );
     let mut samples: Vec<Vec<PathSample>> = vec![Vec::new(); rows.len()];
