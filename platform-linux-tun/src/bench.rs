@@ -5,7 +5,8 @@
 //!   detector setting, in a download and an upload.
 //! * [`schemes`]: throughput of plain TCP to a host server, redirection without fault
 //!   tolerance, and groups of 1, 2 and 3 replicas, over a range of transfer sizes.
-//! * [`path`]: Linux TCP across a veth pair against the TUN path of a host server.
+//! * [`path`]: Linux TCP across a veth pair against a Linux client to servers on a TUN device:
+//!   the core's plain Stack, smoltcp (both `hydranet tun-server`) and the host daemon.
 //! * `stream` ([`crate::bench_stream`]): a paced frame stream's lateness across a primary kill.
 //!
 //! This machine is shared and small, so absolute figures move from run to run: every bench
@@ -1412,14 +1413,59 @@ fn veth_throughput(v: &VethPair, secs: f64) -> Result<f64, String> {
     r
 }
 
-/// Like [`veth_throughput`] through a host server: bulk (download) or discard (upload) on a
-/// Normal port at the host's own address.
-fn tun_throughput(c: &Cluster, dir: Dir, bytes: usize) -> Result<f64, String> {
-    let addr = c.service_addr(match dir {
-        Dir::Download => BULK_PORT,
-        Dir::Upload => DIGEST_PORT,
-    });
-    c.in_client(move || -> Result<f64, String> {
+/// User and system CPU time (clock ticks) in a `/proc/PID/stat` line: fields 14 and 15,
+/// counted after the command name, which is in parentheses and may hold spaces.
+fn stat_cpu_ticks(stat: &str) -> Option<(u64, u64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace().skip(11);
+    Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+}
+
+/// User and system CPU seconds process `pid` has used so far.
+fn cpu_secs(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (u, s) = stat_cpu_ticks(&stat)?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as f64 } else { 100.0 };
+    Some((u as f64 / hz, s as f64 / hz))
+}
+
+/// What one TUN transfer measured: the client's rate, and the server's user and system CPU
+/// milliseconds per MB moved — unlike the rate, these hardly depend on how much of a core
+/// the shared machine gave the server.
+#[derive(Clone, Copy, Debug, Default)]
+struct PathSample {
+    /// The repetition it belongs to, to pair it with the other rows' samples of that run.
+    rep: usize,
+    mbps: f64,
+    cpu_ms_per_mb: Option<(f64, f64)>,
+}
+
+/// The median over repetitions of `f(a) / f(b)` for samples of the same repetition: rows run
+/// back to back share the machine's load of the moment, which a ratio of medians does not
+/// pair up.
+fn paired_ratio(
+    a: &[PathSample],
+    b: &[PathSample],
+    f: impl Fn(&PathSample) -> Option<f64>,
+) -> Option<f64> {
+    let r: Vec<f64> = a
+        .iter()
+        .filter_map(|x| {
+            let y = b.iter().find(|y| y.rep == x.rep)?;
+            let (fx, fy) = (f(x)?, f(y)?);
+            (fy > 0.0).then(|| fx / fy)
+        })
+        .collect();
+    median(&r)
+}
+
+/// Like [`veth_throughput`] from a client thread in namespace `ns` to a bulk server at
+/// `addr`: a download reads `bytes` to the server's close, an upload sends `bytes`, half-closes
+/// and waits for the server's close. Bytes per second from `connect` to the end.
+fn client_throughput(ns: &str, addr: SocketAddrV4, dir: Dir, bytes: usize) -> Result<f64, String> {
+    netns::run_in(ns, move || -> Result<f64, String> {
         match dir {
             Dir::Download => {
                 let t = Instant::now();
@@ -1446,7 +1492,158 @@ fn tun_throughput(c: &Cluster, dir: Dir, bytes: usize) -> Result<f64, String> {
                 upload_discard(addr, bytes, &chunk).map_err(|e| e.to_string())
             }
         }
-    })?
+    })
+    .map_err(|e| format!("client namespace: {e}"))?
+}
+
+/// Ports of the bulk servers, in the host daemon (`bulk`, `discard` services) and in the
+/// `tun-server`s alike.
+const PATH_DOWNLOAD_PORT: u16 = BULK_PORT;
+const PATH_UPLOAD_PORT: u16 = DIGEST_PORT;
+/// Socket buffers of both `tun-server` stacks, each way.
+pub const PATH_SERVER_BUF: usize = 256 * 1024;
+
+/// Where a TUN row's server is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TunServer {
+    /// The core's plain Stack (`tun-server --stack hydranet`).
+    Stack,
+    /// smoltcp (`tun-server --stack smoltcp`).
+    Smoltcp,
+    /// The host daemon (Host: the FT layer, ports in Normal mode) of a 1-host Cluster.
+    HostDaemon,
+}
+
+/// One row of the path table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PathRow {
+    Veth { offloads: bool },
+    Tun(TunServer, Dir),
+}
+
+impl PathRow {
+    fn name(self) -> String {
+        match self {
+            PathRow::Veth { offloads: true } => "veth, offloads on".into(),
+            PathRow::Veth { offloads: false } => "veth, offloads off".into(),
+            PathRow::Tun(s, d) => format!(
+                "{} on TUN, {}",
+                match s {
+                    TunServer::Stack => "hydranet Stack",
+                    TunServer::Smoltcp => "smoltcp",
+                    TunServer::HostDaemon => "host daemon (FT layer)",
+                },
+                d.name()
+            ),
+        }
+    }
+}
+
+/// The rows in the order each repetition runs them: the kernel first, then per direction the
+/// three TUN servers back to back, so load changes hit the compared rows alike.
+fn path_rows(ethtool: bool) -> Vec<PathRow> {
+    let mut v = vec![PathRow::Veth { offloads: true }];
+    if ethtool {
+        v.push(PathRow::Veth { offloads: false });
+    }
+    for d in [Dir::Download, Dir::Upload] {
+        for s in [TunServer::Stack, TunServer::Smoltcp, TunServer::HostDaemon] {
+            v.push(PathRow::Tun(s, d));
+        }
+    }
+    v
+}
+
+/// `a / b` when both rows have a figure.
+fn row_ratio(rows: &[(PathRow, f64)], a: PathRow, b: PathRow) -> Option<f64> {
+    let get = |r: PathRow| rows.iter().find(|x| x.0 == r).map(|x| x.1);
+    match (get(a), get(b)) {
+        (Some(x), Some(y)) if y > 0.0 => Some(x / y),
+        _ => None,
+    }
+}
+
+/// The two `tun-server`s on a topology of their own with the Cluster's shape (client ns →
+/// router ns → host ns → TUN): the Stack on host 0's device, smoltcp on host 1's.
+struct TunServers {
+    // Field order is drop order: the servers stop before their namespaces go.
+    servers: Vec<(TunServer, crate::tunserver::Spawned)>,
+    topo: crate::topology::TopologyGuard,
+    run_dir: PathBuf,
+}
+
+impl TunServers {
+    fn start(exe: &Path, bytes: usize, max_secs: f64) -> Result<TunServers, String> {
+        use crate::topology::{TopologyGuard, TopologySpec};
+        use crate::tunserver::{ServerOptions, Spawned, StackKind};
+        let prefix = TopologySpec::unique_prefix();
+        let topo = TopologyGuard::up(&TopologySpec::new(&prefix, 2))
+            .map_err(|e| format!("topology up: {e}"))?;
+        let run_dir = std::env::temp_dir().join(format!("hydranet-{prefix}"));
+        std::fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
+        let mut me = TunServers {
+            servers: Vec::new(),
+            topo,
+            run_dir,
+        };
+        for (i, (which, stack)) in [
+            (TunServer::Stack, StackKind::Hydranet),
+            (TunServer::Smoltcp, StackKind::Smoltcp),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let o = ServerOptions {
+                stack,
+                dev: me.topo.host_tuns[i].clone(),
+                addr: me.topo.host_addrs[i],
+                download_port: PATH_DOWNLOAD_PORT,
+                upload_port: PATH_UPLOAD_PORT,
+                bytes: bytes as u64,
+                buf: PATH_SERVER_BUF,
+                max_secs,
+            };
+            let log = me.run_dir.join(format!("{}.log", stack.name()));
+            let ns = me.topo.host_ns[i].clone();
+            let p = Spawned::start(exe, &ns, &o, &log, Duration::from_secs(10))?;
+            me.servers.push((which, p));
+        }
+        Ok(me)
+    }
+
+    fn pid(&self, which: TunServer) -> Option<u32> {
+        self.servers
+            .iter()
+            .find(|(w, _)| *w == which)
+            .and_then(|(_, p)| p.pid())
+    }
+
+    fn addr(&self, which: TunServer, dir: Dir) -> SocketAddrV4 {
+        let i = usize::from(which == TunServer::Smoltcp);
+        let port = match dir {
+            Dir::Download => PATH_DOWNLOAD_PORT,
+            Dir::Upload => PATH_UPLOAD_PORT,
+        };
+        SocketAddrV4::new(self.topo.host_addrs[i], port)
+    }
+
+    /// Stops the servers and returns the last line of each one's log (its counters).
+    fn stop(&mut self) -> Vec<String> {
+        self.servers
+            .iter_mut()
+            .map(|(_, p)| {
+                p.stop();
+                p.log_text().lines().last().unwrap_or("").to_string()
+            })
+            .collect()
+    }
+}
+
+impl Drop for TunServers {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+    }
 }
 
 pub fn path(o: &PathOptions) -> Result<Vec<(String, f64)>, String> {
@@ -1460,99 +1657,202 @@ pub fn path(o: &PathOptions) -> Result<Vec<(String, f64)>, String> {
     // The TUN transfers carry about what the veth carries in `secs` at the TUN's rate, so
     // both last about as long: sized from NOTES.md's 0.7 GB/s ceiling.
     let tun_bytes = ((o.secs * 300e6) as usize).clamp(16 << 20, 1 << 30);
+    let rows = path_rows(ethtool.is_ok());
+    // Every transfer gives up after 60 s without a byte; the servers outlive the whole run
+    // only by that bound, and end on their own if this process dies.
+    let max_secs = 60.0 + 70.0 * (o.repeat.max(1) * rows.len()) as f64;
     let mut spec = ClusterSpec::new(1, Vec::new(), o.exe.clone());
     spec.placed = vec![
         (
-            BULK_PORT,
+            PATH_DOWNLOAD_PORT,
             ServiceSpec::Bulk(tun_bytes as u64),
             Placement::Direct,
         ),
-        (DIGEST_PORT, ServiceSpec::Discard, Placement::Direct),
+        (PATH_UPLOAD_PORT, ServiceSpec::Discard, Placement::Direct),
     ];
     let cluster = Cluster::start(spec)?;
+    let mut servers = TunServers::start(&o.exe, tun_bytes, max_secs)?;
     println!(
-        "bench path: Linux TCP over a veth pair ({:.1} s per run) against a Linux client and a \
-         host server on its TUN device (Normal port at its own address, {} per run), median of \
-         {} interleaved runs",
+        "bench path: Linux TCP over a veth pair ({:.1} s per run) against a Linux client and, on \
+         a TUN device behind one router namespace, the core's plain Stack, smoltcp (both \
+         {} KiB buffers each way) and the host daemon (FreeBSD default buffers), {} MB per \
+         transfer; median of {} interleaved runs",
         o.secs,
-        size_label(tun_bytes),
+        PATH_SERVER_BUF >> 10,
+        tun_bytes / 1_000_000,
         o.repeat
     );
-    let mut names: Vec<&str> = vec!["veth, offloads on"];
-    if ethtool.is_ok() {
-        names.push("veth, offloads off");
-    }
-    names.extend(["TUN host server, download", "TUN host server, upload"]);
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    let mut samples: Vec<Vec<PathSample>> = vec![Vec::new(); rows.len()];
     let mut prog = Progress::new();
     for rep in 0..o.repeat.max(1) {
-        for (i, name) in names.iter().enumerate() {
+        for (i, row) in rows.iter().enumerate() {
             prog.say(&format!(
-                "run {} of {}: {name} ({:.0} s)",
+                "run {} of {}: {} ({:.0} s)",
                 rep + 1,
                 o.repeat,
+                row.name(),
                 t0.elapsed().as_secs_f64()
             ));
-            let r = match *name {
-                "veth, offloads on" => {
-                    if ethtool.is_ok() {
-                        veth.offloads(true)?;
-                    }
-                    veth_throughput(&veth, o.secs)
+            let pid = match *row {
+                PathRow::Veth { .. } => None,
+                PathRow::Tun(TunServer::HostDaemon, _) => cluster.host_pid(0),
+                PathRow::Tun(which, _) => servers.pid(which),
+            };
+            let cpu0 = pid.and_then(cpu_secs);
+            let r = match *row {
+                PathRow::Veth { offloads } => {
+                    let set = if ethtool.is_ok() {
+                        veth.offloads(offloads)
+                    } else {
+                        Ok(())
+                    };
+                    set.and_then(|_| veth_throughput(&veth, o.secs))
                 }
-                "veth, offloads off" => {
-                    veth.offloads(false)?;
-                    veth_throughput(&veth, o.secs)
+                PathRow::Tun(TunServer::HostDaemon, dir) => {
+                    let addr = cluster.service_addr(match dir {
+                        Dir::Download => PATH_DOWNLOAD_PORT,
+                        Dir::Upload => PATH_UPLOAD_PORT,
+                    });
+                    client_throughput(&cluster.topo.client_ns, addr, dir, tun_bytes)
                 }
-                "TUN host server, download" => tun_throughput(&cluster, Dir::Download, tun_bytes),
-                _ => tun_throughput(&cluster, Dir::Upload, tun_bytes),
+                PathRow::Tun(which, dir) => client_throughput(
+                    &servers.topo.client_ns,
+                    servers.addr(which, dir),
+                    dir,
+                    tun_bytes,
+                ),
             };
             match r {
-                Ok(bps) => samples[i].push(bps / 1e6),
+                Ok(bps) => {
+                    let mb = tun_bytes as f64 / 1e6;
+                    let cpu = match (cpu0, pid.and_then(cpu_secs)) {
+                        (Some((u0, s0)), Some((u1, s1))) => {
+                            Some(((u1 - u0) * 1e3 / mb, (s1 - s0) * 1e3 / mb))
+                        }
+                        _ => None,
+                    };
+                    samples[i].push(PathSample {
+                        rep,
+                        mbps: bps / 1e6,
+                        cpu_ms_per_mb: cpu,
+                    });
+                }
                 Err(e) => {
                     prog.done();
-                    eprintln!("  {name}: {e}");
+                    eprintln!("  {}: {e}", row.name());
                 }
             }
         }
     }
     prog.done();
+    let server_lines = servers.stop();
+    drop(servers);
     drop(cluster);
     drop(veth);
-    let rows: Vec<(String, f64)> = names
+    let rates = |v: &[PathSample]| v.iter().map(|x| x.mbps).collect::<Vec<_>>();
+    let cpu_of = |v: &[PathSample], user: bool| {
+        let c: Vec<f64> = v
+            .iter()
+            .filter_map(|x| x.cpu_ms_per_mb.map(|(u, s)| if user { u } else { s }))
+            .collect();
+        median(&c)
+    };
+    let medians: Vec<(PathRow, f64)> = rows
         .iter()
         .zip(&samples)
-        .filter_map(|(n, v)| Some((n.to_string(), median(v)?)))
+        .filter_map(|(r, v)| Some((*r, median(&rates(v))?)))
         .collect();
-    let base = rows.first().map(|r| r.1).unwrap_or(0.0);
-    println!("{:<30}{:>12}{:>16}", "path", "MB/s", "/ veth (on)");
-    let mut csv = String::from("path,median_MBps,ratio_to_veth_offloads_on,samples\n");
-    for ((name, mbps), v) in rows.iter().zip(&samples) {
-        let ratio = if base > 0.0 { mbps / base } else { 0.0 };
-        println!("{name:<30}{mbps:>12.1}{ratio:>16.3}");
+    // Server user CPU per MB, the TCP code's share (plus the same loop and application).
+    let user_cpu: Vec<(PathRow, f64)> = rows
+        .iter()
+        .zip(&samples)
+        .filter_map(|(r, v)| Some((*r, cpu_of(v, true)?)))
+        .collect();
+    let on = PathRow::Veth { offloads: true };
+    let off = PathRow::Veth { offloads: false };
+    println!(
+        "{:<40}{:>9}{:>13}{:>14}{:>12}{:>12}",
+        "path", "MB/s", "/ veth (on)", "/ veth (off)", "srv usr", "srv sys"
+    );
+    println!(
+        "{:<40}{:>9}{:>13}{:>14}{:>12}{:>12}",
+        "", "", "", "", "ms/MB", "ms/MB"
+    );
+    let mut csv = String::from(
+        "path,median_MBps,ratio_to_veth_offloads_on,ratio_to_veth_offloads_off,\
+         server_user_ms_per_MB,server_sys_ms_per_MB,samples_MBps\n",
+    );
+    for (row, v) in rows.iter().zip(&samples) {
+        let Some(&(_, mbps)) = medians.iter().find(|m| m.0 == *row) else {
+            continue;
+        };
+        let r_on = row_ratio(&medians, *row, on);
+        let r_off = row_ratio(&medians, *row, off);
+        let (usr, sys) = (cpu_of(v, true), cpu_of(v, false));
+        println!(
+            "{:<40}{mbps:>9.1}{:>13}{:>14}{:>12}{:>12}",
+            row.name(),
+            fmt_opt(r_on, 3),
+            fmt_opt(r_off, 3),
+            fmt_opt(usr, 2),
+            fmt_opt(sys, 2)
+        );
+        let opt = |x: Option<f64>, d: usize| x.map_or(String::new(), |x| format!("{x:.d$}"));
         let _ = writeln!(
             csv,
-            "{name},{mbps:.1},{ratio:.4},{}",
-            v.iter()
+            "{},{mbps:.1},{},{},{},{},{}",
+            row.name(),
+            opt(r_on, 4),
+            opt(r_off, 4),
+            opt(usr, 3),
+            opt(sys, 3),
+            rates(v)
+                .iter()
                 .map(|x| format!("{x:.1}"))
                 .collect::<Vec<_>>()
                 .join(" ")
         );
     }
+    for dir in [Dir::Download, Dir::Upload] {
+        let stack = PathRow::Tun(TunServer::Stack, dir);
+        let smol = PathRow::Tun(TunServer::Smoltcp, dir);
+        let host = PathRow::Tun(TunServer::HostDaemon, dir);
+        let of = |r: PathRow| &samples[rows.iter().position(|x| *x == r).unwrap_or(0)][..];
+        let paired =
+            |a, b, f: fn(&PathSample) -> Option<f64>| fmt_opt(paired_ratio(of(a), of(b), f), 3);
+        let mbps = |x: &PathSample| Some(x.mbps);
+        let user = |x: &PathSample| x.cpu_ms_per_mb.map(|c| c.0);
+        println!(
+            "{:<9} hydranet Stack / smoltcp: MB/s {} (per run {}), server user CPU per MB {} \
+             (per run {}); Stack / veth (off) {}; host daemon / Stack {} (per run {})",
+            dir.name(),
+            fmt_opt(row_ratio(&medians, stack, smol), 3),
+            paired(stack, smol, mbps),
+            fmt_opt(row_ratio(&user_cpu, stack, smol), 3),
+            paired(stack, smol, user),
+            fmt_opt(row_ratio(&medians, stack, off), 3),
+            fmt_opt(row_ratio(&medians, host, stack), 3),
+            paired(host, stack, mbps),
+        );
+    }
+    for l in &server_lines {
+        println!("  {}", l.trim_start_matches("hydranet tun-server: "));
+    }
     println!("total run time {:.0} s", t0.elapsed().as_secs_f64());
     let csv_path = o.out.join("path.csv");
     write_file(&csv_path, &csv)?;
     let svg_path = o.out.join("path.svg");
+    let bars: Vec<(String, f64)> = medians.iter().map(|(r, m)| (r.name(), *m)).collect();
     write_file(
         &svg_path,
         &bars_svg(
-            "Linux TCP over veth vs a Linux client to a host server's TUN path",
+            "Linux TCP over veth vs a Linux client to TUN servers (core Stack, smoltcp, host daemon)",
             "MB/s",
-            &rows,
+            &bars,
         ),
     )?;
     println!("wrote {} and {}", csv_path.display(), svg_path.display());
-    Ok(rows)
+    Ok(bars)
 }
 
 #[cfg(test)]
@@ -1609,6 +1909,54 @@ mod tests {
             stall_after(&t, ms(60), None),
             Some(Duration::from_millis(58))
         );
+    }
+
+    #[test]
+    fn paired_ratios_match_repetitions() {
+        let s = |rep, mbps| PathSample {
+            rep,
+            mbps,
+            cpu_ms_per_mb: None,
+        };
+        // Run 1 of `b` failed: its run-1 sample of `a` has no partner.
+        let a = [s(0, 100.0), s(1, 50.0), s(2, 300.0)];
+        let b = [s(0, 200.0), s(2, 100.0)];
+        assert_eq!(paired_ratio(&a, &b, |x| Some(x.mbps)), Some(0.5));
+        assert_eq!(paired_ratio(&a, &b, |x| x.cpu_ms_per_mb.map(|c| c.0)), None);
+        assert_eq!(paired_ratio(&a, &[], |x| Some(x.mbps)), None);
+    }
+
+    #[test]
+    fn cpu_ticks_come_after_the_command_name() {
+        let stat = "4242 (tun server) S 1 4242 4242 0 -1 4194560 120 0 0 0 37 215 0 0 20 0 1";
+        assert_eq!(stat_cpu_ticks(stat), Some((37, 215)));
+        assert_eq!(stat_cpu_ticks("4242 (x) S 1 2"), None);
+        assert_eq!(stat_cpu_ticks("no parenthesis"), None);
+        let (u, s) = cpu_secs(std::process::id()).expect("our own stat");
+        assert!(u >= 0.0 && s >= 0.0);
+    }
+
+    #[test]
+    fn path_rows_interleave_and_ratios_need_both() {
+        let rows = path_rows(true);
+        assert_eq!(rows.len(), 8);
+        assert_eq!(rows[1].name(), "veth, offloads off");
+        assert_eq!(
+            rows[2].name(),
+            "hydranet Stack on TUN, download",
+            "the compared TUN rows run back to back"
+        );
+        assert_eq!(rows[3].name(), "smoltcp on TUN, download");
+        assert_eq!(path_rows(false).len(), 7);
+        let stack = PathRow::Tun(TunServer::Stack, Dir::Upload);
+        let smol = PathRow::Tun(TunServer::Smoltcp, Dir::Upload);
+        let m = [(stack, 150.0), (smol, 300.0)];
+        assert_eq!(row_ratio(&m, stack, smol), Some(0.5));
+        assert_eq!(
+            row_ratio(&m, stack, PathRow::Veth { offloads: false }),
+            None
+        );
+        assert_eq!(row_ratio(&[(stack, 1.0), (smol, 0.0)], stack, smol), None);
     }
 
     #[test]

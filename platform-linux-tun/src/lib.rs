@@ -9,9 +9,12 @@
 //! * [`netdemo`], [`simdemo`]: `hydranet demo` on the network and on the simulator.
 //! * [`bench`]: `hydranet bench` (failover stalls, throughput by scheme, veth vs TUN path);
 //!   [`bench_stream`]: `hydranet bench stream` (a paced frame stream across a primary kill).
+//!   [`tunserver`], [`bulkapp`], [`smoldev`]: the bulk server on the core's plain stack or on
+//!   smoltcp that `bench path` runs on a TUN device.
 
 pub mod bench;
 pub mod bench_stream;
+pub mod bulkapp;
 pub mod daemon;
 pub mod harness;
 pub mod hostd;
@@ -21,8 +24,10 @@ pub mod pcap;
 pub mod redird;
 pub mod services;
 pub mod simdemo;
+pub mod smoldev;
 pub mod topology;
 pub mod tun;
+pub mod tunserver;
 
 use std::path::{Path, PathBuf};
 

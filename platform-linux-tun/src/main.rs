@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use hydranet_core::ft::params::DetectorParams;
 use hydranet_platform_linux_tun::{
     bench, bench_stream, conformance_beside, hostd, netdemo, netns, redird, simdemo, suite_path,
-    summary_line, topology, CONFORMANCE_BIN, SUITE_ENV,
+    summary_line, topology, tunserver, CONFORMANCE_BIN, SUITE_ENV,
 };
 use hydranet_syscalls::ctl::{CtlClient, Request, Response};
 
@@ -129,6 +129,32 @@ enum Cmd {
         #[command(subcommand)]
         which: BenchCmd,
     },
+    /// `bench path`'s bulk server on a TUN device: the core's plain stack or smoltcp.
+    #[command(hide = true)]
+    TunServer {
+        /// hydranet or smoltcp.
+        #[arg(long)]
+        stack: tunserver::StackKind,
+        /// The TUN device (in this process's namespace).
+        #[arg(long)]
+        dev: String,
+        /// The server's address, routed into the device.
+        #[arg(long)]
+        addr: std::net::Ipv4Addr,
+        #[arg(long, default_value_t = 9000)]
+        download_port: u16,
+        #[arg(long, default_value_t = 9001)]
+        upload_port: u16,
+        /// Bytes per download (K, M, G suffixes).
+        #[arg(long, value_parser = bench::parse_size)]
+        bytes: usize,
+        /// Send and receive buffer of every connection (K, M suffixes).
+        #[arg(long, default_value = "256K", value_parser = bench::parse_size)]
+        buf: usize,
+        /// Seconds after which the server ends in any case.
+        #[arg(long, default_value_t = 600.0)]
+        max_secs: f64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -162,8 +188,8 @@ enum BenchCmd {
         #[arg(long, default_value_t = 5)]
         repeat: usize,
     },
-    /// Linux TCP across a veth pair (offloads on and off) against the TUN path of a host
-    /// server, in the same run.
+    /// Linux TCP across a veth pair (offloads on and off) against a Linux client to the
+    /// core's plain Stack, smoltcp and the host daemon, each on a TUN device, in the same run.
     Path {
         /// Seconds each veth run sends for.
         #[arg(long, default_value_t = 2.0)]
@@ -552,6 +578,28 @@ fn main() -> ExitCode {
         Cmd::Ctl { socket, request } => ctl(socket, &request),
         Cmd::Topology { action } => topology_cmd(action),
         Cmd::Bench { out, which } => bench_cmd(out, which),
+        Cmd::TunServer {
+            stack,
+            dev,
+            addr,
+            download_port,
+            upload_port,
+            bytes,
+            buf,
+            max_secs,
+        } => daemon_exit(
+            "tun-server",
+            tunserver::run(&tunserver::ServerOptions {
+                stack,
+                dev,
+                addr,
+                download_port,
+                upload_port,
+                bytes: bytes as u64,
+                buf,
+                max_secs,
+            }),
+        ),
     }
 }
 

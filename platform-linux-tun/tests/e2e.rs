@@ -630,3 +630,84 @@ fn pcap_captures_every_interface_the_harness_owns() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `bench path`'s servers: the core's plain Stack and smoltcp, each as `hydranet tun-server`
+/// on a TUN device, serve a Linux client a download (every byte checked) and an upload.
+#[test]
+fn tun_servers_of_both_stacks_serve_a_linux_client() {
+    use hydranet_platform_linux_tun::topology::{TopologyGuard, TopologySpec};
+    use hydranet_platform_linux_tun::tunserver::{ServerOptions, Spawned, StackKind};
+    if let Err(why) = netns::capable() {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "{why}");
+        eprintln!("SKIP: needs root, TUN and namespaces: {why}");
+        return;
+    }
+    const SIZE: usize = 4 << 20;
+    let prefix = TopologySpec::unique_prefix();
+    let topo = TopologyGuard::up(&TopologySpec::new(&prefix, 2)).unwrap();
+    let dir = std::env::temp_dir().join(format!("hydranet-{prefix}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut servers = Vec::new();
+    for (i, stack) in [StackKind::Hydranet, StackKind::Smoltcp]
+        .into_iter()
+        .enumerate()
+    {
+        let o = ServerOptions {
+            stack,
+            dev: topo.host_tuns[i].clone(),
+            addr: topo.host_addrs[i],
+            download_port: BULK_PORT,
+            upload_port: DIGEST_PORT,
+            bytes: SIZE as u64,
+            buf: 256 * 1024,
+            max_secs: 120.0,
+        };
+        let log = dir.join(format!("{}.log", stack.name()));
+        let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hydranet"));
+        let s = Spawned::start(exe, &topo.host_ns[i], &o, &log, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e}"));
+        servers.push((stack, topo.host_addrs[i], s));
+    }
+    for (stack, addr, _) in &servers {
+        let addr = *addr;
+        let r = netns::run_in(&topo.client_ns, move || -> Result<(), String> {
+            let connect = |port| {
+                let s = TcpStream::connect_timeout(&SocketAddrV4::new(addr, port).into(), TIMEOUT)
+                    .map_err(|e| format!("connect {port}: {e}"))?;
+                s.set_read_timeout(Some(TIMEOUT))
+                    .map_err(|e| e.to_string())?;
+                s.set_write_timeout(Some(TIMEOUT))
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(s)
+            };
+            let mut s = connect(BULK_PORT)?;
+            let mut got = Vec::with_capacity(SIZE);
+            s.read_to_end(&mut got)
+                .map_err(|e| format!("download: {e}"))?;
+            if got.len() != SIZE || got.iter().enumerate().any(|(i, b)| *b != bulk_byte(i)) {
+                return Err(format!("download: {} bytes, or wrong ones", got.len()));
+            }
+            let mut s = connect(DIGEST_PORT)?;
+            let data: Vec<u8> = (0..SIZE).map(bulk_byte).collect();
+            s.write_all(&data).map_err(|e| format!("upload: {e}"))?;
+            s.shutdown(std::net::Shutdown::Write)
+                .map_err(|e| e.to_string())?;
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest)
+                .map_err(|e| format!("upload close: {e}"))?;
+            Ok(())
+        })
+        .unwrap();
+        r.unwrap_or_else(|e| panic!("{}: {e}", stack.name()));
+    }
+    for (stack, _, mut s) in servers {
+        s.stop();
+        let log = s.log_text();
+        assert!(
+            log.contains("connections=2 completed=2 failed=0"),
+            "{}: {log}",
+            stack.name()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
