@@ -22,6 +22,7 @@ pub mod netinet;
 pub mod sim;
 pub mod socket;
 pub mod stack;
+pub mod store;
 pub mod time;
 pub mod wire;
 

@@ -373,6 +373,23 @@ hn_k_panic(const uint8_t *msg, size_t len)
 	panic("hydranet: %.*s", (int)len, (const char *)msg);
 }
 
+/*
+ * The Rust side's heap (its global allocator): the core's tables. Called with hn_mtx held or
+ * from the pfil hook, so it never sleeps; the core takes NULL as a full table. malloc(9)
+ * aligns to a pointer at least, all the Rust side asks for.
+ */
+void *
+hn_k_malloc(size_t size, int zero)
+{
+	return (malloc(size, M_HYDRANET, M_NOWAIT | (zero ? M_ZERO : 0)));
+}
+
+void
+hn_k_free(void *p)
+{
+	free(p, M_HYDRANET);
+}
+
 /* ------------------------------------------------------------------ pfil */
 
 static pfil_return_t

@@ -63,5 +63,7 @@ void	hn_k_log(int level, const uint8_t *msg, size_t len);
 void	hn_k_lock(void);
 void	hn_k_unlock(void);
 void	hn_k_panic(const uint8_t *msg, size_t len) __dead2;
+void	*hn_k_malloc(size_t size, int zero);
+void	hn_k_free(void *p);
 
 #endif /* HYDRANET_RS_H */

@@ -7,6 +7,8 @@
 //! copy results out after dropping it.
 #![allow(unsafe_code)]
 
+#[cfg(target_os = "none")]
+use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::fmt::{self, Write as _};
 use core::mem::MaybeUninit;
@@ -48,7 +50,54 @@ extern "C" {
     fn hn_k_unlock();
     #[cfg(target_os = "none")]
     fn hn_k_panic(msg: *const u8, len: usize) -> !;
+    #[cfg(target_os = "none")]
+    fn hn_k_malloc(size: usize, zero: i32) -> *mut u8;
+    #[cfg(target_os = "none")]
+    fn hn_k_free(p: *mut u8);
 }
+
+/// The heap of the core's tables (its `alloc` feature): malloc(9), type `M_HYDRANET`, through
+/// the shim. Every allocation happens with hn_mtx held (or in the pfil hook), so the shim never
+/// sleeps (`M_NOWAIT`): a NULL answer is a failed allocation, which the core's bounded tables
+/// (`hydranet_core::store`, fallible growth) take as full. Whatever is left when the module is
+/// dropped on unload is freed then, so `M_HYDRANET` reports no leak.
+#[cfg(target_os = "none")]
+struct KernelHeap;
+
+/// The alignment malloc(9) guarantees: a pointer's (its zones are `UMA_ALIGN_PTR`; large blocks
+/// are page-aligned). The core asks no more; a larger alignment is refused rather than broken.
+#[cfg(target_os = "none")]
+const KMALLOC_ALIGN: usize = core::mem::align_of::<usize>();
+
+#[cfg(target_os = "none")]
+// SAFETY: malloc(9) returns NULL or a block of at least `size` bytes, aligned to
+// KMALLOC_ALIGN, that stays valid until free(9); larger alignments get NULL.
+unsafe impl GlobalAlloc for KernelHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.align() > KMALLOC_ALIGN {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: a plain C call with a non-zero size (GlobalAlloc's contract).
+        unsafe { hn_k_malloc(layout.size(), 0) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.align() > KMALLOC_ALIGN {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: as above; M_ZERO clears the block.
+        unsafe { hn_k_malloc(layout.size(), 1) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        // SAFETY: `ptr` came from hn_k_malloc (GlobalAlloc's contract) and is freed once.
+        unsafe { hn_k_free(ptr) }
+    }
+}
+
+#[cfg(target_os = "none")]
+#[global_allocator]
+static HEAP: KernelHeap = KernelHeap;
 
 fn errno_of(rc: i32) -> Result<(), Errno> {
     match rc {
@@ -156,8 +205,8 @@ unsafe impl<T> Sync for Global<T> {}
 static STORAGE: Global<Storage> = Global(UnsafeCell::new(Storage::new()));
 static SOCKBUFS: Global<[[u8; SOCKBUF]; 2 * SOCKETS]> =
     Global(UnsafeCell::new([[0; SOCKBUF]; 2 * SOCKETS]));
-static SOCKETS_MEM: Global<MaybeUninit<[Socket<'static>; SOCKETS]>> =
-    Global(UnsafeCell::new(MaybeUninit::uninit()));
+static SOCKETS_MEM: Global<[MaybeUninit<Socket<'static>>; SOCKETS]> =
+    Global(UnsafeCell::new([const { MaybeUninit::uninit() }; SOCKETS]));
 // MaybeUninit and a flag rather than an Option: the module is large and an Option's `None`
 // would put all of it in .data instead of .bss.
 static MODULE: Global<MaybeUninit<Module<'static, CKernel>>> =
@@ -204,31 +253,49 @@ fn code(r: Result<(), Errno>) -> i32 {
     }
 }
 
-/// `MOD_LOAD`: the host server with its own address `addr_be` (network byte order, from the
-/// `hydranet.addr` tunable). Returns an errno.
+/// The module's sockets, each written into its static slot over its static buffers: one
+/// socket (1.7 KiB) at a time is a value on the stack, never the array of them. Not inlined, so
+/// its frame is gone before `hn_mod_load` builds the stack and the module.
 ///
-/// deviation: `Host` is built by value and moved into a static; the core has no in-place
-/// constructor, and without `alloc` a `Host` is about 1.7 MB (its groups' ack-channel
-/// buffers), far beyond a 16 KB kernel stack. See README, "Not run on FreeBSD".
-#[no_mangle]
-pub extern "C" fn hn_mod_load(addr_be: u32) -> i32 {
-    let addr = Ipv4Addr::from(u32::from_be(addr_be));
-    // SAFETY: MOD_LOAD runs before the hooks, callout and syscalls are registered, so nothing
-    // else touches these statics; the buffers are handed out once, to this load's sockets.
+/// # Safety
+///
+/// Only during `MOD_LOAD`, when nothing else touches these statics; the buffers are handed
+/// out again, to this load's sockets only (the previous load's are gone).
+#[inline(never)]
+unsafe fn init_sockets() -> &'static mut [Socket<'static>] {
+    // SAFETY: as documented above, these statics are ours alone for the call.
     unsafe {
         let cfg = TcpSysctl::default();
         let bufs = &mut *SOCKBUFS.0.get();
         let slots = &mut *SOCKETS_MEM.0.get();
         let mut it = bufs.iter_mut();
-        let sockets: [Socket<'static>; SOCKETS] = core::array::from_fn(|_| {
+        for slot in slots.iter_mut() {
             let rcv = it.next().map(|b| &mut b[..]).unwrap_or(&mut []);
             let snd = it.next().map(|b| &mut b[..]).unwrap_or(&mut []);
-            Socket::new(SockBuf::new(rcv), SockBuf::new(snd), &cfg)
-        });
-        let sockets = slots.write(sockets);
+            slot.write(Socket::new(SockBuf::new(rcv), SockBuf::new(snd), &cfg));
+        }
+        // Every slot was just written, and MaybeUninit<T> has T's layout.
+        core::slice::from_raw_parts_mut(slots.as_mut_ptr().cast::<Socket<'static>>(), SOCKETS)
+    }
+}
+
+/// `MOD_LOAD`: the host server with its own address `addr_be` (network byte order, from the
+/// `hydranet.addr` tunable). Returns an errno.
+///
+/// Nothing large is a value on the stack: the sockets are made one at a time
+/// ([`init_sockets`]), and with the core's `alloc` feature the `Stack` (1.7 KiB), the `Host`
+/// (2 KiB) and the `Module` (3 KiB) built by value here are small; the groups `ft_group` adds
+/// later (2.2 KiB each by value) keep their tables on the heap. See README, "Stack use".
+#[no_mangle]
+pub extern "C" fn hn_mod_load(addr_be: u32) -> i32 {
+    let addr = Ipv4Addr::from(u32::from_be(addr_be));
+    // SAFETY: MOD_LOAD runs before the hooks, callout and syscalls are registered, so nothing
+    // else touches these statics.
+    unsafe {
+        let sockets = init_sockets();
         let mut k = CKernel;
         let seed = Module::<CKernel>::seed(&mut k);
-        let stack = Stack::new(&mut sockets[..], seed);
+        let stack = Stack::new(sockets, seed);
         match Module::load(k, stack, addr, &mut *STORAGE.0.get()) {
             Ok(m) => {
                 (*MODULE.0.get()).write(m);

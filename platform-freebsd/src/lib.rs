@@ -4,8 +4,9 @@
 //! three `SYSCALL_MODULE`s (`v_host`, `setportopt`, `hydranet_ctl` for the group and
 //! redirector configuration), the inbound `pfil(9)` hook on the `inet` head, the `callout(9)`,
 //! mbufs, `ip_output`, the relay sockets and the process fork/exit events. Everything else is
-//! here, built `no_std` without `alloc` as a static library and linked into the module by
-//! `bsd.kmod.mk`:
+//! here, built `no_std` as a static library and linked into the module by `bsd.kmod.mk`. The
+//! core's tables live on the heap (its `alloc` feature, over `malloc(9)`: the global allocator
+//! in `ffi`), so nothing large is built on the kernel's 16 KiB stack:
 //!
 //! * [`module::Module`]: the host server (the core's [`hydranet_core::ft::host::Host`]) as a
 //!   sans-IO object over [`kernel::KernelOps`], the kernel services the shim provides;

@@ -48,7 +48,7 @@ const MAX_ROUNDS: usize = 8;
 const MAX_BURST: usize = 256;
 
 /// The module's memory besides the core's: the relays and the packet buffers. Caller-owned, so
-/// the kernel build keeps it in a static and nothing needs `malloc(9)`.
+/// the kernel build keeps it in a static (only the core's tables are on the heap).
 pub struct Storage {
     relays: [Relay; MAX_RELAYS],
     rx: [u8; MAX_PACKET],

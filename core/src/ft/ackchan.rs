@@ -149,6 +149,7 @@ use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::store::{BoundedVec, FixedBuf};
 use crate::time::{Duration, Instant};
 
 /// The wire format version this module speaks.
@@ -407,7 +408,8 @@ fn seal(mac: &HmacSha256, buf: &mut [u8], h: &Header, p1: &[u8], p2: &[u8]) -> O
 }
 
 // ---------------------------------------------------------------------------------------------
-// Per-peer send queue: a ring of entries over a ring of payload bytes, both fixed.
+// Per-peer send queue: a ring of entries over a ring of payload bytes, both fixed (inline
+// without `alloc`; with it on the heap, made at the first push: see `crate::store`).
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Entry {
@@ -419,10 +421,10 @@ struct Entry {
 }
 
 struct SendQueue {
-    entries: [Entry; QUEUE_FRAMES],
+    entries: FixedBuf<Entry, QUEUE_FRAMES>,
     head: usize,
     count: usize,
-    bytes: [u8; SEND_BUFFER_BYTES],
+    bytes: FixedBuf<u8, SEND_BUFFER_BYTES>,
     byte_head: usize,
     byte_used: usize,
 }
@@ -440,10 +442,10 @@ fn ring_add(a: usize, b: usize, cap: usize) -> usize {
 impl SendQueue {
     fn new() -> Self {
         SendQueue {
-            entries: [Entry::default(); QUEUE_FRAMES],
+            entries: FixedBuf::new(),
             head: 0,
             count: 0,
-            bytes: [0; SEND_BUFFER_BYTES],
+            bytes: FixedBuf::new(),
             byte_head: 0,
             byte_used: 0,
         }
@@ -465,13 +467,17 @@ impl SendQueue {
         if self.count >= QUEUE_FRAMES || payload.len() > free {
             return Err(ChanError::QueueFull);
         }
+        // With `alloc`, the first push allocates the rings; no memory is a full queue.
+        let (Some(bytes), Some(entries)) = (self.bytes.get_mut(), self.entries.get_mut()) else {
+            return Err(ChanError::QueueFull);
+        };
         let off = ring_add(self.byte_head, self.byte_used, SEND_BUFFER_BYTES);
         let first = payload.len().min(SEND_BUFFER_BYTES.saturating_sub(off));
         let (a, b) = payload.split_at(first);
-        write(&mut self.bytes, off, a);
-        write(&mut self.bytes, 0, b);
+        write(bytes, off, a);
+        write(bytes, 0, b);
         let slot = ring_add(self.head, self.count, QUEUE_FRAMES);
-        if let Some(e) = self.entries.get_mut(slot) {
+        if let Some(e) = entries.get_mut(slot) {
             *e = Entry {
                 off,
                 len: payload.len(),
@@ -487,7 +493,7 @@ impl SendQueue {
         if self.count == 0 {
             return;
         }
-        let len = self.entries.get(self.head).map_or(0, |e| e.len);
+        let len = self.entries.as_slice().get(self.head).map_or(0, |e| e.len);
         self.head = ring_add(self.head, 1, QUEUE_FRAMES);
         self.count = self.count.saturating_sub(1);
         self.byte_head = ring_add(self.byte_head, len, SEND_BUFFER_BYTES);
@@ -502,10 +508,14 @@ impl SendQueue {
         if i >= self.count {
             return None;
         }
-        let e = self.entries.get(ring_add(self.head, i, QUEUE_FRAMES))?;
+        let e = self
+            .entries
+            .as_slice()
+            .get(ring_add(self.head, i, QUEUE_FRAMES))?;
         let first = e.len.min(SEND_BUFFER_BYTES.saturating_sub(e.off));
-        let a = self.bytes.get(e.off..e.off.saturating_add(first))?;
-        let b = self.bytes.get(..e.len.saturating_sub(first))?;
+        let bytes = self.bytes.as_slice();
+        let a = bytes.get(e.off..e.off.saturating_add(first))?;
+        let b = bytes.get(..e.len.saturating_sub(first))?;
         Some((e.epoch, a, b))
     }
 }
@@ -681,8 +691,10 @@ impl Peer {
 
 /// One replica's end of its group's acknowledgement channel. See the module documentation.
 ///
-/// It holds every buffer inline (about 405 KiB: [`MAX_PEERS`] send queues of
-/// [`SEND_BUFFER_BYTES`]): keep it in a static or on the heap rather than on a small stack.
+/// Without `alloc` it holds every buffer inline (about 405 KiB: [`MAX_PEERS`] send queues of
+/// [`SEND_BUFFER_BYTES`]): keep it in a static rather than on a small stack. With `alloc` the
+/// peers and their queues are on the heap (a queue's rings from its first frame on) and the
+/// channel itself is under 2 KiB.
 pub struct AckChannel {
     local_id: u8,
     group_id: u32,
@@ -693,7 +705,7 @@ pub struct AckChannel {
     highest_epoch: u32,
     /// Generation of the next peer entry.
     next_generation: u32,
-    peers: heapless::Vec<Peer, MAX_PEERS>,
+    peers: BoundedVec<Peer, MAX_PEERS>,
     /// Where `poll_transmit` starts looking, for fairness between peers.
     cursor: usize,
     hb_counter: u64,
@@ -769,7 +781,7 @@ impl AckChannel {
             epoch: 0,
             highest_epoch: 0,
             next_generation: 1,
-            peers: heapless::Vec::new(),
+            peers: BoundedVec::new(),
             cursor: 0,
             hb_counter: 0,
             hb_epoch: 0,

@@ -20,6 +20,7 @@ use crate::ft::params::{DetectorParams, PortMode};
 use crate::netinet::tcp_fsm::TcpState;
 use crate::netinet::tcp_seq::{seq_geq, seq_gt, seq_lt, Seq};
 use crate::stack::{SocketHandle, Stack};
+use crate::store::{BoundedDeque, BoundedVec};
 use crate::time::{Duration, Instant};
 use crate::wire::{ipip, ipv4, udp};
 use crate::Errno;
@@ -168,7 +169,7 @@ struct SynReport {
     ranks: u16,
 }
 
-struct Group {
+pub(crate) struct Group {
     vip: Ipv4Addr,
     port: u16,
     /// Carried for status output; the channel authenticates it on every frame.
@@ -182,15 +183,15 @@ struct Group {
     primary_rank: u8,
     peers: heapless::Vec<Peer, MAX_REPLICAS>,
     chan: AckChannel,
-    conns: heapless::Vec<FtConn, MAX_FT_CONNS>,
+    conns: BoundedVec<FtConn, MAX_FT_CONNS>,
     next_heartbeat: Instant,
-    dup_history: heapless::Deque<Instant, DUP_HISTORY>,
+    dup_history: BoundedDeque<Instant, DUP_HISTORY>,
     /// DELIVER and MISSING messages waiting to be batched, per destination rank, in the order
     /// they were made (the delivery order backups must follow). PROGRESS is not queued: it is
     /// cumulative, so the latest value is encoded when a batch leaves.
-    outbox: [heapless::Vec<u8, MAX_PAYLOAD>; MAX_REPLICAS],
+    outbox: [BoundedVec<u8, MAX_PAYLOAD>; MAX_REPLICAS],
     /// Primary: deliveries announced and not yet given to the local service, in order.
-    pending_local: heapless::Deque<LocalDelivery, MAX_DELIVERIES>,
+    pending_local: BoundedDeque<LocalDelivery, MAX_DELIVERIES>,
     /// Primary: per rank, the latest delivery committed since that backup was last told.
     /// Cumulative like PROGRESS, so it is encoded when a batch leaves and never dropped.
     commit: [Option<(ConnKey, Seq)>; MAX_REPLICAS],
@@ -198,22 +199,20 @@ struct Group {
     /// A backup that takes over announces these before anything of its own: the old primary
     /// may have applied them (it did once every backup held them), and other backups may
     /// have applied a prefix of them.
-    held: heapless::Deque<(ConnKey, Seq), MAX_DELIVERIES>,
+    held: BoundedDeque<(ConnKey, Seq), MAX_DELIVERIES>,
     held_epoch: u32,
     /// Primary: who holds which SYN (see [`SynReport`]).
-    syn_reports: heapless::Vec<SynReport, MAX_FT_CONNS>,
+    syn_reports: BoundedVec<SynReport, MAX_FT_CONNS>,
     /// Backup: half-open connections reported to the primary, and when.
-    syn_reported: heapless::Vec<(ConnKey, Seq, Instant), MAX_FT_CONNS>,
+    syn_reported: BoundedVec<(ConnKey, Seq, Instant), MAX_FT_CONNS>,
     configured: bool,
     started: Instant,
 }
 
-/// Groups hold their ack channel's buffers; with an allocator they live on the heap so a
-/// `Host` stays small enough to move, without one the caller places the `Host` statically.
-#[cfg(feature = "alloc")]
-type GroupTable = alloc::vec::Vec<Group>;
-#[cfg(not(feature = "alloc"))]
-type GroupTable = heapless::Vec<Group, MAX_GROUPS>;
+/// Groups hold their ack channel's buffers. With an allocator the groups and every table in
+/// them live on the heap (see [`crate::store`]), so a `Host` and a `Group` stay a few KiB and can
+/// be built and moved on a small stack; without one the caller places the `Host` statically.
+type GroupTable = BoundedVec<Group, MAX_GROUPS>;
 
 /// A host server: a [`Stack`] and the HydraNet-FT layer.
 pub struct Host<'a> {
@@ -223,7 +222,7 @@ pub struct Host<'a> {
     vhosts: heapless::Vec<Ipv4Addr, MAX_VHOSTS>,
     redirectors: heapless::Vec<Ipv4Addr, MAX_REDIRECTORS>,
     groups: GroupTable,
-    deliveries: heapless::Deque<Delivery, MAX_DELIVERIES>,
+    deliveries: BoundedDeque<Delivery, MAX_DELIVERIES>,
     pub stats: FtStats,
     now: Instant,
 }
@@ -238,7 +237,7 @@ impl<'a> Host<'a> {
             vhosts: heapless::Vec::new(),
             redirectors: heapless::Vec::new(),
             groups: GroupTable::new(),
-            deliveries: heapless::Deque::new(),
+            deliveries: BoundedDeque::new(),
             stats: FtStats::default(),
             now: Instant::ZERO,
         })
@@ -330,7 +329,6 @@ impl<'a> Host<'a> {
         isn_key.copy_from_slice(&cfg.key[16..]);
         self.stack.set_port_isn_key(vip, port, Some(isn_key))?;
         let primary_rank = cfg.members.iter().map(|m| m.rank).min().unwrap_or(0);
-        #[allow(clippy::let_unit_value)]
         let _ = self.groups.push(Group {
             vip,
             port,
@@ -347,16 +345,16 @@ impl<'a> Host<'a> {
             primary_rank,
             peers,
             chan,
-            conns: heapless::Vec::new(),
+            conns: BoundedVec::new(),
             next_heartbeat: self.now,
-            dup_history: heapless::Deque::new(),
+            dup_history: BoundedDeque::new(),
             outbox: Default::default(),
-            pending_local: heapless::Deque::new(),
+            pending_local: BoundedDeque::new(),
             commit: [None; MAX_REPLICAS],
-            held: heapless::Deque::new(),
+            held: BoundedDeque::new(),
             held_epoch: 0,
-            syn_reports: heapless::Vec::new(),
-            syn_reported: heapless::Vec::new(),
+            syn_reports: BoundedVec::new(),
+            syn_reported: BoundedVec::new(),
             configured: false,
             started: self.now,
         });

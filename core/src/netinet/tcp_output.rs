@@ -36,7 +36,7 @@ pub struct TcpCtx<'c> {
 
 /// Capacity of the connectionless reply queue.
 pub const REPLY_QUEUE_LEN: usize = 32;
-pub type ReplyQueue = heapless::Deque<Reply, REPLY_QUEUE_LEN>;
+pub type ReplyQueue = crate::store::BoundedDeque<Reply, REPLY_QUEUE_LEN>;
 
 impl TcpCtx<'_> {
     pub fn ticks(&self) -> u32 {

@@ -6,6 +6,7 @@ use core::net::Ipv4Addr;
 
 use crate::netinet::tcp_seq::Seq;
 use crate::netinet::tcp_subr::IsnSecret;
+use crate::store::BoundedVec;
 use crate::time::Instant;
 
 /// Entries held at once. FreeBSD sizes its cache in buckets of 30; one fixed table suffices for
@@ -47,7 +48,7 @@ pub struct SynCacheEntry {
 
 #[derive(Debug, Default)]
 pub struct SynCache {
-    pub entries: heapless::Vec<SynCacheEntry, SYNCACHE_SIZE>,
+    pub entries: BoundedVec<SynCacheEntry, SYNCACHE_SIZE>,
     pub next_age: u32,
 }
 

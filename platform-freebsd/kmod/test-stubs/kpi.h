@@ -62,6 +62,7 @@ struct malloc_type { int dummy; };
 #define MALLOC_DEFINE(type, shortdesc, longdesc) struct malloc_type type[1]
 #define M_NOWAIT 0x0001
 #define M_WAITOK 0x0002
+#define M_ZERO 0x0100
 void *malloc(size_t, struct malloc_type *, int);
 void free(void *, struct malloc_type *);
 

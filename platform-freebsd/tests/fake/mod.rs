@@ -175,8 +175,13 @@ impl KernelOps for FakeKernel {
 pub type FakeModule = Module<'static, FakeKernel>;
 
 pub fn load(addr: Ipv4Addr) -> (FakeModule, FakeKernel) {
+    load_with(addr, Box::leak(Box::default()))
+}
+
+/// [`load`] over the given storage (the kernel keeps it in a static; a test on a small stack
+/// makes it beforehand, elsewhere).
+pub fn load_with(addr: Ipv4Addr, storage: &'static mut Storage) -> (FakeModule, FakeKernel) {
     let k = FakeKernel::new();
-    let storage: &'static mut Storage = Box::leak(Box::default());
     let mut seed_k = k.clone();
     let seed = FakeModule::seed(&mut seed_k);
     let m = Module::load(k.clone(), Stack::new_alloc(seed), addr, storage).expect("load");

@@ -13,10 +13,10 @@ use hydranet_core::ft::redirector::Redirector;
 use hydranet_core::stack::{SocketHandle, Stack};
 use hydranet_core::wire::ipv4::Ipv4Header;
 use hydranet_core::Instant;
-use hydranet_platform_freebsd::{Caller, Verdict};
+use hydranet_platform_freebsd::{Caller, Storage, Verdict};
 
 use super::{
-    ctl, ip_be, load, params_bytes, pfil, relay_task, segments, FakeKernel, FakeModule, PID,
+    ctl, ip_be, load_with, params_bytes, pfil, relay_task, segments, FakeKernel, FakeModule, PID,
 };
 
 pub const ORIGIN: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 80);
@@ -65,12 +65,21 @@ impl Net {
     /// or plain. Configured the way a FreeBSD host would be: `hydranet_ctl` for the
     /// redirector and the group, `v_host` and `setportopt` by the server process.
     pub fn new(n: usize, ft: bool) -> Net {
+        Net::with_storage(n, ft, &mut || Box::leak(Box::default()))
+    }
+
+    /// [`Net::new`], each module over the storage `storage` gives.
+    pub fn with_storage(
+        n: usize,
+        ft: bool,
+        storage: &mut dyn FnMut() -> &'static mut Storage,
+    ) -> Net {
         let mut nodes = Vec::new();
         let members: Vec<String> = (0..n).map(|i| format!("{i}@{}", host_addr(i))).collect();
         let members = members.join(",");
         for i in 0..n {
             let addr = host_addr(i);
-            let (mut m, k) = load(addr);
+            let (mut m, k) = load_with(addr, storage());
             k.st().privileged.insert(PID);
             k.st().map(PARAMS_AT, &params_bytes(2, 1000, 10, 30));
             assert_eq!(
