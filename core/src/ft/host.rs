@@ -521,6 +521,13 @@ impl<'a> Host<'a> {
         }
         self.stack.handle_packet(now, packet);
         self.track_connections();
+        // A client retransmission is detector input: judge it now, not at the next timer,
+        // which with heartbeats off may be an ack-channel RTO seconds away.
+        for gi in 0..self.groups.len() {
+            if self.groups[gi].configured && self.observe_retransmissions(gi, now) {
+                self.detect(gi, now);
+            }
+        }
         self.missing_check(packet);
     }
 
@@ -1182,7 +1189,10 @@ impl<'a> Host<'a> {
     }
 
     /// Backup: client retransmissions seen since the last look feed the detector.
-    fn observe_retransmissions(&mut self, gi: usize, now: Instant) {
+    /// Records the client retransmissions the group's connections received since the last
+    /// look; whether there were any.
+    fn observe_retransmissions(&mut self, gi: usize, now: Instant) -> bool {
+        let mut seen = false;
         let n = self.groups[gi].conns.len();
         for ci in 0..n {
             let c = self.groups[gi].conns[ci];
@@ -1191,6 +1201,7 @@ impl<'a> Host<'a> {
             };
             let d = so.tp.t_rcvdupsegs.wrapping_sub(c.last_dupsegs);
             self.groups[gi].conns[ci].last_dupsegs = so.tp.t_rcvdupsegs;
+            seen |= d > 0;
             let g = &mut self.groups[gi];
             for _ in 0..d.min(DUP_HISTORY as u32) {
                 if g.dup_history.is_full() {
@@ -1199,6 +1210,7 @@ impl<'a> Host<'a> {
                 let _ = g.dup_history.push_back(now);
             }
         }
+        seen
     }
 
     /// The failure detector and takeover by rank.
