@@ -159,6 +159,98 @@ fn echo_survives_two_crashes_with_the_retransmission_detector_alone() {
     assert_eq!(sim.primary(), Some(2));
 }
 
+/// An upload the service only reads (the client hears nothing but ACKs, as from a digest
+/// service), with the paper's detector alone (no heartbeats), crashing host `h` once the
+/// client has `at` bytes acknowledged, for each `(at, h)`. Returns the simulator and the
+/// longest time the acknowledgement stood still.
+fn sink_upload_without_heartbeats(crashes: &[(u32, usize)]) -> (Sim, Duration) {
+    let cfg = SimConfig {
+        service: ServiceKind::Sink,
+        detector: DetectorParams {
+            retransmit_threshold: 2,
+            retransmit_window_ms: 1000,
+            heartbeat_interval_ms: 0,
+            ..DetectorParams::default()
+        },
+        ..Default::default()
+    };
+    let mut sim = Sim::new(cfg);
+    let c = sim.connect().unwrap();
+    let size = 600_000usize;
+    let chunk: Vec<u8> = (0..4096).map(pattern).collect();
+    let mut sent = 0usize;
+    let mut crashes = crashes.to_vec();
+    let mut last_una = sim.client_snd_una(c);
+    let mut last_move = sim.now;
+    let mut longest = Duration::ZERO;
+    let start_una = last_una.unwrap_or_default();
+    loop {
+        while sent < size {
+            match sim
+                .client
+                .send(sim.now, c, &chunk[..(size - sent).min(4096)], 0)
+            {
+                Ok(n) if n > 0 => sent += n,
+                _ => break,
+            }
+        }
+        let una = sim.client_snd_una(c);
+        if una != last_una {
+            longest = longest.max(sim.now - last_move);
+            last_move = sim.now;
+            last_una = una;
+        }
+        let acked = una.map_or(0, |u| u.diff(start_una) as u32);
+        if let Some(&(at, h)) = crashes.first() {
+            if acked >= at {
+                sim.crash(h);
+                crashes.remove(0);
+            }
+        }
+        if acked as usize >= size {
+            break;
+        }
+        assert!(
+            sim.now - last_move < Duration::from_millis(5_000),
+            "acknowledgement stuck at {acked} of {size}; primary {:?}; violations {:?}",
+            sim.primary(),
+            sim.violations
+        );
+        assert!(sim.step(), "the simulation ran dry");
+    }
+    assert!(crashes.is_empty());
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+    assert_eq!(sim.client_resets, 0);
+    (sim, longest)
+}
+
+/// Two primary crashes: each next rank takes over on the client's retransmissions, and not
+/// before its time — the recovery retransmissions a new primary's first partial ACKs draw
+/// once made the next rank take over from a live primary, which then waited on the backup
+/// that died next.
+#[test]
+fn sink_upload_survives_two_crashes_with_the_retransmission_detector_alone() {
+    let (sim, longest) = sink_upload_without_heartbeats(&[(150_000, 0), (350_000, 1)]);
+    assert_eq!(sim.primary(), Some(2));
+    assert_eq!(sim.hosts[2].host.stats.takeovers, 1);
+    eprintln!("longest stall {} ms", longest.total_millis());
+}
+
+/// A backup crashes with heartbeats off: the primary still hears its backups' repeated
+/// progress reports, so a backup silent for a whole detector window leaves the quorum and the
+/// acknowledgement moves on.
+#[test]
+fn a_silent_backup_leaves_the_quorum_without_heartbeats() {
+    let (sim, longest) = sink_upload_without_heartbeats(&[(150_000, 2)]);
+    assert_eq!(sim.primary(), Some(0));
+    assert_eq!(sim.hosts[0].host.stats.backups_dropped, 1);
+    assert!(
+        longest < Duration::from_millis(2_000),
+        "stalled {} ms",
+        longest.total_millis()
+    );
+}
+
 #[test]
 fn download_survives_primary_crash() {
     let size = 500_000;
@@ -451,7 +543,7 @@ fn takeover_on_retransmissions_keeps_the_suspected_primary_in_the_quorum() {
         service: ServiceKind::Echo,
         // Long enough that the silence below never reaches it.
         detector: DetectorParams {
-            heartbeat_timeout_ms: 60,
+            heartbeat_timeout_ms: 400,
             ..DetectorParams::default()
         },
         ..Default::default()
@@ -461,8 +553,9 @@ fn takeover_on_retransmissions_keeps_the_suspected_primary_in_the_quorum() {
     sim.client.sysctl.rfc1323 = 2;
     // From 100 ms the primary's frames to the backup are lost for less than the heartbeat
     // timeout, the primary misses the client's segments, and the backup sees two client
-    // segments twice (as a retransmission would bring them).
-    let quiet = (Instant::from_millis(100), Instant::from_millis(128));
+    // segments twice, as two retransmission timeouts would bring them (more than an eighth of
+    // the detector window apart: closer duplicates count as one retransmission).
+    let quiet = (Instant::from_millis(100), Instant::from_millis(260));
     sim.chan_drop = Some(Box::new(move |from, to, now| {
         from == 0 && to == 1 && now >= quiet.0 && now < quiet.1
     }));
@@ -476,7 +569,7 @@ fn takeover_on_retransmissions_keeps_the_suspected_primary_in_the_quorum() {
         }
         host == 0 && data && now >= quiet.0 + Duration::from_millis(5) && now < quiet.1
     }));
-    let mut replays = vec![Instant::from_millis(110), Instant::from_millis(115)];
+    let mut replays = vec![Instant::from_millis(110), Instant::from_millis(245)];
     let c = sim.connect().unwrap();
     let data: Vec<u8> = (0..size).map(pattern).collect();
     let mut sent = 0;

@@ -186,6 +186,10 @@ pub(crate) struct Group {
     conns: BoundedVec<FtConn, MAX_FT_CONNS>,
     next_heartbeat: Instant,
     dup_history: BoundedDeque<Instant, DUP_HISTORY>,
+    /// When this replica last entered a view (took over or adopted one): for a while after
+    /// ([`quarter_window`]), client retransmissions are the new primary's recovery at work
+    /// (partial ACKs while the backups report), not a sign that it died.
+    view_since: Option<Instant>,
     /// DELIVER and MISSING messages waiting to be batched, per destination rank, in the order
     /// they were made (the delivery order backups must follow). PROGRESS is not queued: it is
     /// cumulative, so the latest value is encoded when a batch leaves.
@@ -348,6 +352,7 @@ impl<'a> Host<'a> {
             conns: BoundedVec::new(),
             next_heartbeat: self.now,
             dup_history: BoundedDeque::new(),
+            view_since: None,
             outbox: Default::default(),
             pending_local: BoundedDeque::new(),
             commit: [None; MAX_REPLICAS],
@@ -733,6 +738,7 @@ impl<'a> Host<'a> {
             // The client retransmitted to the old primary; the new one starts with a clean
             // slate.
             g.dup_history.clear();
+            g.view_since = Some(now);
             // Anyone in a newer view means ours is over: a primary steps down.
             if g.role == Role::Primary
                 && from != g.local_rank
@@ -1201,9 +1207,25 @@ impl<'a> Host<'a> {
             };
             let d = so.tp.t_rcvdupsegs.wrapping_sub(c.last_dupsegs);
             self.groups[gi].conns[ci].last_dupsegs = so.tp.t_rcvdupsegs;
-            seen |= d > 0;
             let g = &mut self.groups[gi];
-            for _ in 0..d.min(DUP_HISTORY as u32) {
+            let settling = g
+                .view_since
+                .is_some_and(|t| now.saturating_duration_since(t) < quarter_window(&g.params));
+            if settling {
+                continue;
+            }
+            // One retransmission timeout makes the client resend a burst of segments the
+            // replicas already hold (go-back-N, or SACK recovery): that is one retransmission,
+            // not one per segment, or a single timeout would reach any threshold. Duplicates
+            // closer than an eighth of the window (125 ms by default; a client's timeouts
+            // are at least 200 ms apart) count once.
+            let gap = Duration::from_micros(g.params.retransmit_window().total_micros() / 8);
+            let fresh = g
+                .dup_history
+                .back()
+                .is_none_or(|&t| now.saturating_duration_since(t) >= gap);
+            if d > 0 && fresh {
+                seen = true;
                 if g.dup_history.is_full() {
                     g.dup_history.pop_front();
                 }
@@ -1217,14 +1239,16 @@ impl<'a> Host<'a> {
     fn detect(&mut self, gi: usize, now: Instant) {
         let g = &mut self.groups[gi];
         let p = g.params;
-        // Peers silent past the timeout are dead (heartbeats on).
-        if p.heartbeat_interval_ms > 0 {
+        if let Some(limit) = silence_limit(g) {
             for peer in g.peers.iter_mut() {
-                let silent = match peer.last_heard {
-                    Some(t) => now.saturating_duration_since(t) > p.heartbeat_timeout(),
-                    // Never heard: give it one timeout from the moment we started listening.
-                    None => now.saturating_duration_since(g.started) > p.heartbeat_timeout(),
-                };
+                // Never heard: from the moment we started listening (with heartbeats) or
+                // became primary (without: backups report to the primary only).
+                let since = peer.last_heard.or(if p.heartbeat_interval_ms > 0 {
+                    Some(g.started)
+                } else {
+                    g.view_since
+                });
+                let silent = since.is_some_and(|t| now.saturating_duration_since(t) > limit);
                 if silent && !peer.dead {
                     peer.dead = true;
                     if g.role == Role::Primary {
@@ -1309,6 +1333,7 @@ impl<'a> Host<'a> {
         g.chan.set_epoch(epoch);
         g.role = Role::Primary;
         g.primary_rank = g.local_rank;
+        g.view_since = Some(now);
         g.syn_reports.clear();
         g.commit = [None; MAX_REPLICAS];
         let (vip, port) = (g.vip, g.port);
@@ -1444,14 +1469,24 @@ impl<'a> Host<'a> {
                 for p in &g.peers {
                     min(probe_due(p, &g.params, g.started));
                 }
-                // The detector needs a look when a peer's silence would pass the timeout.
-                for p in &g.peers {
+            }
+            // A backup's repeated progress reports are what its primary hears of it when
+            // heartbeats are off: they need a wake-up of their own.
+            // (One already due was due at the last poll_transmit, which could not send it —
+            // the channel is full, say: waking again at once would only spin.)
+            if g.role == Role::Backup {
+                for c in g.conns.iter().filter(|c| c.reported.is_some()) {
+                    let due = c.reported_at + PROGRESS_REFRESH;
+                    if due > self.now {
+                        min(Some(due));
+                    }
+                }
+            }
+            // The detector needs a look when a peer's silence would pass the limit.
+            if let Some(limit) = silence_limit(g) {
+                for p in g.peers.iter().filter(|p| !p.dead) {
                     if let Some(h) = p.last_heard {
-                        if !p.dead {
-                            min(Some(
-                                h + g.params.heartbeat_timeout() + Duration::from_micros(1),
-                            ));
-                        }
+                        min(Some(h + limit + Duration::from_micros(1)));
                     }
                 }
             }
@@ -1635,6 +1670,34 @@ impl<'a> Host<'a> {
 
 /// When a live peer's silence calls for a probe: once a heartbeat and a half is missing, and
 /// then every [`probe_interval`] until the timeout declares it dead.
+/// How long a peer may stay silent on the ack channel before it counts as gone: the heartbeat
+/// timeout; or, with heartbeats off, [`quarter_window`] for a primary holding connections. Its
+/// backups repeat their progress reports every [`PROGRESS_REFRESH`] while they hold
+/// connections, so that much silence means gone; and a primary that kept waiting on a dead
+/// backup would stop acknowledging, make the client retransmit, and be taken over from by a
+/// live backup — it must drop the dead one before the client's second retransmission (at
+/// least three of its minimum RTOs). `None`: silence says nothing.
+fn silence_limit(g: &Group) -> Option<Duration> {
+    if g.params.heartbeat_interval_ms > 0 {
+        Some(g.params.heartbeat_timeout())
+    } else if g.role == Role::Primary && !g.conns.is_empty() {
+        Some(quarter_window(&g.params))
+    } else {
+        None
+    }
+}
+
+/// A quarter of the client-retransmission window: how long after a view change client
+/// retransmissions are not held against the new primary (long enough for the burst of
+/// recovery retransmissions its first partial ACKs draw — they came within 10 ms of a
+/// takeover in the simulator and made the next rank take over from a live primary — and short
+/// enough that a client whose RTO has not yet backed off past the window still retransmits
+/// twice within it when the new primary dies at once); and, without heartbeats, how long a
+/// backup may be silent (see [`silence_limit`]).
+fn quarter_window(p: &DetectorParams) -> Duration {
+    Duration::from_micros(p.retransmit_window().total_micros() / 4)
+}
+
 fn probe_due(p: &Peer, params: &DetectorParams, started: Instant) -> Option<Instant> {
     if p.dead || params.heartbeat_interval_ms == 0 {
         return None;

@@ -23,6 +23,9 @@ pub enum ServiceKind {
     /// Answers every line with `<n> <line>` where `n` counts lines across all connections:
     /// its state depends on the order deliveries arrive in across connections.
     Sequencer,
+    /// Reads and discards: an upload whose client hears nothing but ACKs (as a digest or
+    /// discard service on the namespace network).
+    Sink,
 }
 
 /// The byte at offset `i` of a bulk download.
@@ -183,7 +186,7 @@ impl Service {
         }
         match self.kind {
             ServiceKind::Echo => self.conns[ci].out.extend(chunk.iter().copied()),
-            ServiceKind::Bulk { .. } => {}
+            ServiceKind::Bulk { .. } | ServiceKind::Sink => {}
             ServiceKind::KeyValue | ServiceKind::Sequencer => {
                 for &b in chunk {
                     if b != b'\n' {
