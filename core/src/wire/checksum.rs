@@ -30,7 +30,7 @@ use core::net::Ipv4Addr;
 /// 16-bit words of a `u64` add up to the same one's-complement value as the `u64` itself; and a
 /// carry out of 64 bits is worth 2^64, also 1 modulo 0xffff, so it is added back in as 1 — an
 /// end-around carry (RFC 1071 section 2(C)). Chained that way, each 8 bytes cost one
-/// add-with-carry instruction (see [`add_words`]).
+/// add-with-carry instruction (see `add_words`).
 pub fn sum(data: &[u8]) -> u32 {
     // The sum so far is `acc + carries` (modulo 2^64 - 1): `carries` collects the carry left
     // over at the end of each chain, so that no chain has to wait for the previous one's.
