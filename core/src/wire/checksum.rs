@@ -24,25 +24,103 @@ use core::net::Ipv4Addr;
 /// several pieces are added with [`combine`] (a piece's sum may use all 32 bits), and each piece
 /// must start at an even offset of the checksummed region.
 ///
-/// Words are added 32 bits at a time into a 64-bit accumulator: 2^16 is 1 modulo 0xffff, so
-/// the high and low halves of a 32-bit word add up to the same one's-complement value, and the
-/// end-around carries are taken once at the end (RFC 1071 section 2). This halves the
-/// additions of a 16-bit loop and lets the compiler vectorise the byte swaps.
+/// The one's-complement sum does not depend on byte order (RFC 1071 section 2(B)): summing the
+/// bytes as native-endian words gives the byte-swapped sum, so it is swapped once at the end
+/// instead of swapping every word. Words are 64 bits: 2^16 is 1 modulo 0xffff, so the four
+/// 16-bit words of a `u64` add up to the same one's-complement value as the `u64` itself; and a
+/// carry out of 64 bits is worth 2^64, also 1 modulo 0xffff, so it is added back in as 1 — an
+/// end-around carry (RFC 1071 section 2(C)). Chained that way, each 8 bytes cost one
+/// add-with-carry instruction (see `add_words`).
 pub fn sum(data: &[u8]) -> u32 {
+    // The sum so far is `acc + carries` (modulo 2^64 - 1): `carries` collects the carry left
+    // over at the end of each chain, so that no chain has to wait for the previous one's.
     let mut acc: u64 = 0;
-    let mut quads = data.chunks_exact(4);
-    for q in &mut quads {
-        acc += u64::from(u32::from_be_bytes([q[0], q[1], q[2], q[3]]));
+    let mut carries: u64 = 0;
+    let mut rest = data;
+    // 128-byte blocks: 16 chained additions per round of the loop's own 5 instructions (a
+    // 64-byte block took 13 per 64 bytes; 1.7 % fewer instructions per segment in the bulk
+    // transfer).
+    while let Some((block, r)) = rest.split_first_chunk::<128>() {
+        let carry;
+        (acc, carry) = add_words(acc, block);
+        carries += u64::from(carry);
+        rest = r;
     }
-    let rest = quads.remainder();
-    let mut tail = [0u8; 4];
-    tail[..rest.len()].copy_from_slice(rest);
-    acc += u64::from(u32::from_be_bytes(tail));
-    // Fold with end-around carries until it fits a u32; a non-zero sum stays non-zero.
-    while acc > u64::from(u32::MAX) {
-        acc = (acc & 0xffff_ffff) + (acc >> 32);
+    // Under 128 bytes left: fixed-size pieces, so that this compiles to straight-line code
+    // rather than another loop or a `memcpy` call (a 20-byte IPv4 header is all remainder).
+    if let Some((w, r)) = rest.split_first_chunk::<64>() {
+        let carry;
+        (acc, carry) = add_words(acc, w);
+        carries += u64::from(carry);
+        rest = r;
     }
-    acc as u32
+    if let Some((w, r)) = rest.split_first_chunk::<32>() {
+        let carry;
+        (acc, carry) = add_words(acc, w);
+        carries += u64::from(carry);
+        rest = r;
+    }
+    if let Some((w, r)) = rest.split_first_chunk::<16>() {
+        let carry;
+        (acc, carry) = add_words(acc, w);
+        carries += u64::from(carry);
+        rest = r;
+    }
+    // The last 0 to 15 bytes, zero-padded, each at its own offset: what matters is whether a
+    // byte is the first or the second of its 16-bit word, which an even offset preserves.
+    let mut last = [0u8; 16];
+    let mut at = 0;
+    if let Some((w, r)) = rest.split_first_chunk::<8>() {
+        last[..8].copy_from_slice(w);
+        rest = r;
+        at = 8;
+    }
+    if let Some((w, r)) = rest.split_first_chunk::<4>() {
+        last[at..at + 4].copy_from_slice(w);
+        rest = r;
+        at += 4;
+    }
+    if let Some((w, r)) = rest.split_first_chunk::<2>() {
+        last[at..at + 2].copy_from_slice(w);
+        rest = r;
+        at += 2;
+    }
+    if let Some(&b) = rest.first() {
+        last[at] = b;
+    }
+    let carry;
+    (acc, carry) = add_words(acc, &last);
+    carries += u64::from(carry);
+    // End-around carries down to 32 bits: 2^64 and 2^32 are 1 modulo 0xffff. Nothing overflows
+    // (on a carry `lo` is at most 2^64 - 2; the first 32-bit step leaves at most 2^33 - 2), and
+    // an end-around-carry addition never turns a non-zero sum into zero.
+    let (lo, carry) = acc.overflowing_add(carries);
+    let s = lo + u64::from(carry);
+    let s = (s & 0xffff_ffff) + (s >> 32);
+    let s = (s & 0xffff_ffff) + (s >> 32);
+    // Folded to 16 bits in native byte order; reading its bytes as big-endian is the one swap.
+    let native = fold(s as u32);
+    u32::from(u16::from_be_bytes(native.to_ne_bytes()))
+}
+
+/// Adds `bytes` as native-endian `u64` words to `acc` in one carry chain, each word's carry out
+/// going into the next addition as 1 (an end-around carry: 2^64 is 1 modulo 0xffff). Returns
+/// the sum and the chain's last carry, which the caller still owes. Written as `overflowing_add`
+/// of the word and then of the carry — the shape LLVM turns into `adc` with a memory operand —
+/// because `carrying_add` is not stable at the workspace's minimum Rust.
+#[inline(always)]
+fn add_words<const N: usize>(acc: u64, bytes: &[u8; N]) -> (u64, bool) {
+    let mut sum = acc;
+    let mut carry = false;
+    for w in bytes.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(w);
+        let (s, c1) = sum.overflowing_add(u64::from_ne_bytes(word));
+        let (s, c2) = s.overflowing_add(u64::from(carry));
+        sum = s;
+        carry = c1 | c2;
+    }
+    (sum, carry)
 }
 
 /// The unfolded sum of the IPv4 pseudo-header (RFC 793 §3.1): source, destination, a zero byte,
@@ -141,6 +219,22 @@ mod tests {
     }
 
     #[test]
+    fn carry_of_the_carries() {
+        // Two all-ones words and a word of value 1 leave the accumulator at 2^64 - 1 with one
+        // carry pending, whose addition carries once more. Which byte holds the 1 depends on the
+        // machine's byte order, so try both; and the same words in a 64-byte block.
+        for one_at in [0, 7] {
+            let mut data = [0xffu8; 24];
+            data[16..].fill(0);
+            data[16 + one_at] = 1;
+            assert_eq!(fold(sum(&data)), fold64(naive(&data)), "one at {one_at}");
+            let mut block = [0u8; 64];
+            block[..24].copy_from_slice(&data);
+            assert_eq!(fold(sum(&block)), fold64(naive(&block)), "one at {one_at}");
+        }
+    }
+
+    #[test]
     fn known_ipv4_header() {
         // A real header (from Wikipedia's IPv4 checksum example): checksum 0xb861.
         let mut hdr = [
@@ -172,7 +266,86 @@ mod tests {
         assert_eq!(fold(combine(0xffff_0000, 0x0002_0000)), 2);
     }
 
+    /// Random bytes, or runs of 0xff (every word addition carries, so a lost end-around carry
+    /// or a missing fold step shows) or of zeros (a sum that must stay exactly zero, or
+    /// non-zero, through the fold), with a few random bytes sprinkled in.
+    fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        use proptest::collection::vec;
+        prop_oneof![
+            vec(any::<u8>(), 0..max),
+            vec(prop_oneof![15 => Just(0xffu8), 1 => any::<u8>()], 0..max),
+            vec(prop_oneof![15 => Just(0u8), 1 => any::<u8>()], 0..max),
+        ]
+    }
+
+    /// The pseudo-header as the 12 bytes RFC 793 §3.1 describes, for the reference sum.
+    fn pseudo_header_bytes(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, length: u16) -> [u8; 12] {
+        let mut b = [0u8; 12];
+        b[0..4].copy_from_slice(&src.octets());
+        b[4..8].copy_from_slice(&dst.octets());
+        b[9] = protocol;
+        b[10..12].copy_from_slice(&length.to_be_bytes());
+        b
+    }
+
     proptest! {
+        /// Every length, odd ones included (the padded last byte must be the high byte of its
+        /// word), from any starting address: the sum is relative to the slice, not to memory
+        /// alignment. `fold` is compared exactly, so 0 and 0xffff (the two zeros of one's
+        /// complement) are told apart; and the unfolded sum is zero only for all-zero data.
+        #[test]
+        fn matches_reference_any_length_and_start(buf in bytes(2008), start in 0usize..8,
+                                                  len in 0usize..2000) {
+            let start = start.min(buf.len());
+            let data = &buf[start..(start + len).min(buf.len())];
+            prop_assert_eq!(fold(sum(data)), fold64(naive(data)));
+            prop_assert_eq!(sum(data) == 0, data.iter().all(|&b| b == 0));
+        }
+
+        /// A region summed in pieces (each starting at an even offset of it, of any length,
+        /// odd ones last) and combined folds to the sum of the whole.
+        #[test]
+        fn pieces_combine_to_whole(data in bytes(2000),
+                                   cuts in proptest::collection::vec(0usize..1000, 0..5),
+                                   odd_end in any::<bool>()) {
+            let mut data = data;
+            if odd_end && data.len() % 2 == 0 && !data.is_empty() {
+                data.pop();
+            }
+            let mut cuts: Vec<usize> = cuts.iter().map(|&c| (c * 2).min(data.len())).collect();
+            cuts.push(0);
+            cuts.push(data.len());
+            cuts.sort_unstable();
+            let parts = cuts
+                .windows(2)
+                .fold(0, |acc, w| combine(acc, sum(&data[w[0]..w[1]])));
+            prop_assert_eq!(fold(parts), fold64(naive(&data)));
+            prop_assert_eq!(fold(parts), fold(sum(&data)));
+        }
+
+        /// The upper-layer checksum as TCP and UDP compute it, against the reference sum over
+        /// the pseudo-header's bytes followed by the segment; and the checksum written into the
+        /// segment makes the receiver's sum finish to 0.
+        #[test]
+        fn pseudo_header_and_segment(seg in bytes(2000), src in any::<u32>(), dst in any::<u32>(),
+                                     protocol in any::<u8>()) {
+            let (src, dst) = (Ipv4Addr::from(src), Ipv4Addr::from(dst));
+            let len = seg.len() as u16;
+            let ours = finish(combine(pseudo_header(src, dst, protocol, u32::from(len)), sum(&seg)));
+            let mut whole = pseudo_header_bytes(src, dst, protocol, len).to_vec();
+            whole.extend_from_slice(&seg);
+            prop_assert_eq!(ours, !fold64(naive(&whole)));
+            // Put it where TCP's checksum field is (after zeroing it, as the sender does).
+            if seg.len() >= 18 {
+                let mut seg = seg;
+                seg[16..18].copy_from_slice(&[0, 0]);
+                let c = finish(combine(pseudo_header(src, dst, protocol, u32::from(len)), sum(&seg)));
+                seg[16..18].copy_from_slice(&c.to_be_bytes());
+                let check = combine(pseudo_header(src, dst, protocol, u32::from(len)), sum(&seg));
+                prop_assert_eq!(finish(check), 0);
+            }
+        }
+
         #[test]
         fn matches_naive(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
             prop_assert_eq!(fold(sum(&data)), fold64(naive(&data)));
