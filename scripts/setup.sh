@@ -6,6 +6,7 @@ set -euo pipefail
 apt_pkgs=()
 command -v gcc >/dev/null 2>&1 || apt_pkgs+=(gcc)
 command -v python3 >/dev/null 2>&1 || apt_pkgs+=(python3)
+command -v readelf >/dev/null 2>&1 || apt_pkgs+=(binutils)   # platform-freebsd/check-relocs.sh
 # The namespace network (ip netns, veth, tuntap), captures of the demo's veths, and the
 # unmodified server the relay end-to-end test replicates (redis-server + redis-benchmark).
 command -v ip >/dev/null 2>&1 || apt_pkgs+=(iproute2)

@@ -19,11 +19,26 @@ cargo build -q -p hydranet-core --no-default-features --features defmt
 
 echo "== FreeBSD build checks (the kernel module's Rust library; the FreeBSD syscalls backend)"
 # The static library the module links: no_std, the kernel's code model, the entry points the C
-# shim calls. Its own target folder, so these RUSTFLAGS do not invalidate the main build cache.
-RUSTFLAGS="-C code-model=kernel -C relocation-model=static -C no-redzone=yes" \
+# shim calls, built as kmod/Makefile builds it. Its own target folder, so these RUSTFLAGS do not
+# invalidate the main build cache. core, alloc and compiler_builtins are compiled here with the
+# same flags (-Zbuild-std; the prebuilt ones are position-independent), and -Zplt=yes keeps
+# LLVM's calls to memcpy and the soft-float helpers off the GOT; check-relocs.sh then refuses
+# any relocation FreeBSD's kernel linker cannot apply. The -Z flags take a nightly toolchain if
+# there is one, else stable told it is bootstrapping the compiler (as fuzz/smoke.sh does).
+if cargo +nightly --version >/dev/null 2>&1; then
+    kmod_toolchain=nightly
+else
+    kmod_toolchain=$(rustup show active-toolchain | cut -d' ' -f1)
+fi
+rustup component list --installed --toolchain "$kmod_toolchain" | grep -qx 'rust-src' ||
+    rustup component add rust-src --toolchain "$kmod_toolchain"
+RUSTC_BOOTSTRAP=1 \
+    RUSTFLAGS="-C code-model=kernel -C relocation-model=static -C no-redzone=yes -Z plt=yes" \
     CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/kmod" \
-    cargo rustc -q -p hydranet-platform-freebsd --lib --release --features kmod \
-    --target x86_64-unknown-none --crate-type staticlib
+    cargo "+$kmod_toolchain" rustc -q -p hydranet-platform-freebsd --lib --release --features kmod \
+    --target x86_64-unknown-none --crate-type staticlib -Zbuild-std=core,alloc,compiler_builtins
+platform-freebsd/check-relocs.sh \
+    "${CARGO_TARGET_DIR:-target}/kmod/x86_64-unknown-none/release/libhydranet_platform_freebsd.a"
 RUSTFLAGS="-C code-model=kernel -C relocation-model=static -C no-redzone=yes" \
     CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/kmod" \
     cargo clippy -q -p hydranet-platform-freebsd --lib --features kmod \

@@ -283,7 +283,8 @@ impl<'a> Host<'a> {
     /// Replica-group membership for the fault-tolerant port `vip:port`.
     /// Errors: `EADDRNOTAVAIL` when `vip` is not a virtual host here; `EINVAL` for a port of 0,
     /// a rank missing from `members`, duplicate ranks or more than [`MAX_REPLICAS`] members;
-    /// `EEXIST` when the port already has a group; `ENOSPC` when the group table is full.
+    /// `EEXIST` when the port already has a group; `ENOSPC` when the group table is full;
+    /// `ENOMEM` when (with `alloc`) the heap cannot hold the group.
     pub fn ft_group(
         &mut self,
         vip: Ipv4Addr,
@@ -333,7 +334,7 @@ impl<'a> Host<'a> {
         isn_key.copy_from_slice(&cfg.key[16..]);
         self.stack.set_port_isn_key(vip, port, Some(isn_key))?;
         let primary_rank = cfg.members.iter().map(|m| m.rank).min().unwrap_or(0);
-        let _ = self.groups.push(Group {
+        let pushed = self.groups.push(Group {
             vip,
             port,
             group_id: cfg.group_id,
@@ -363,6 +364,11 @@ impl<'a> Host<'a> {
             configured: false,
             started: self.now,
         });
+        if pushed.is_err() {
+            // The bound was checked above: the heap is out of memory. Undo the port's key.
+            self.stack.set_port_isn_key(vip, port, None)?;
+            return Err(Errno::ENOMEM);
+        }
         Ok(())
     }
 
