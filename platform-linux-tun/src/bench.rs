@@ -1290,7 +1290,7 @@ pub struct PathOptions {
 }
 
 /// Two namespaces joined by one veth pair; removed when dropped.
-struct VethPair {
+pub(crate) struct VethPair {
     ns: [String; 2],
     ifs: [String; 2],
 }
@@ -1301,7 +1301,7 @@ const VETH_ADDRS: [std::net::Ipv4Addr; 2] = [
 ];
 
 impl VethPair {
-    fn up() -> Result<VethPair, String> {
+    pub(crate) fn up() -> Result<VethPair, String> {
         let p = crate::topology::TopologySpec::unique_prefix();
         let v = VethPair {
             ns: [format!("{p}pa"), format!("{p}pb")],
@@ -1335,7 +1335,7 @@ impl VethPair {
     }
 
     /// TSO, GSO and GRO on or off at both ends; `Err` when ethtool is missing or refuses.
-    fn offloads(&self, on: bool) -> Result<(), String> {
+    pub(crate) fn offloads(&self, on: bool) -> Result<(), String> {
         let v = if on { "on" } else { "off" };
         for i in 0..2 {
             netns::exec(
@@ -1362,7 +1362,7 @@ impl Drop for VethPair {
 
 /// Sends for `secs` from a thread in `ns[0]` to a receiver in `ns[1]`; the receiver's bytes
 /// per second from its first to its last byte.
-fn veth_throughput(v: &VethPair, secs: f64) -> Result<f64, String> {
+pub(crate) fn veth_throughput(v: &VethPair, secs: f64) -> Result<f64, String> {
     let (ready_tx, ready_rx) = mpsc::channel();
     let ns_b = v.ns[1].clone();
     let recv = std::thread::spawn(move || -> Result<f64, String> {
@@ -1422,7 +1422,7 @@ fn stat_cpu_ticks(stat: &str) -> Option<(u64, u64)> {
 }
 
 /// User and system CPU seconds process `pid` has used so far.
-fn cpu_secs(pid: u32) -> Option<(f64, f64)> {
+pub(crate) fn cpu_secs(pid: u32) -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (u, s) = stat_cpu_ticks(&stat)?;
     // SAFETY: sysconf has no preconditions.
@@ -1505,7 +1505,7 @@ pub const PATH_SERVER_BUF: usize = 256 * 1024;
 
 /// Where a TUN row's server is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TunServer {
+pub(crate) enum TunServer {
     /// The core's plain Stack (`tun-server --stack hydranet`).
     Stack,
     /// smoltcp (`tun-server --stack smoltcp`).
@@ -1565,15 +1565,15 @@ fn row_ratio(rows: &[(PathRow, f64)], a: PathRow, b: PathRow) -> Option<f64> {
 
 /// The two `tun-server`s on a topology of their own with the Cluster's shape (client ns →
 /// router ns → host ns → TUN): the Stack on host 0's device, smoltcp on host 1's.
-struct TunServers {
+pub(crate) struct TunServers {
     // Field order is drop order: the servers stop before their namespaces go.
     servers: Vec<(TunServer, crate::tunserver::Spawned)>,
-    topo: crate::topology::TopologyGuard,
+    pub(crate) topo: crate::topology::TopologyGuard,
     run_dir: PathBuf,
 }
 
 impl TunServers {
-    fn start(exe: &Path, bytes: usize, max_secs: f64) -> Result<TunServers, String> {
+    pub(crate) fn start(exe: &Path, bytes: usize, max_secs: f64) -> Result<TunServers, String> {
         use crate::topology::{TopologyGuard, TopologySpec};
         use crate::tunserver::{ServerOptions, Spawned, StackKind};
         let prefix = TopologySpec::unique_prefix();
@@ -1611,14 +1611,14 @@ impl TunServers {
         Ok(me)
     }
 
-    fn pid(&self, which: TunServer) -> Option<u32> {
+    pub(crate) fn pid(&self, which: TunServer) -> Option<u32> {
         self.servers
             .iter()
             .find(|(w, _)| *w == which)
             .and_then(|(_, p)| p.pid())
     }
 
-    fn addr(&self, which: TunServer, dir: Dir) -> SocketAddrV4 {
+    pub(crate) fn addr(&self, which: TunServer, dir: Dir) -> SocketAddrV4 {
         let i = usize::from(which == TunServer::Smoltcp);
         let port = match dir {
             Dir::Download => PATH_DOWNLOAD_PORT,

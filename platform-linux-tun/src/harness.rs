@@ -429,6 +429,9 @@ impl Cluster {
     pub fn host_pid(&self, i: usize) -> Option<u32> {
         self.hosts[i].child.as_ref().map(|c| c.id())
     }
+    pub fn redirector_pid(&self) -> Option<u32> {
+        self.redirector.child.as_ref().map(|c| c.id())
+    }
     pub fn host_alive(&self, i: usize) -> bool {
         self.hosts[i].child.is_some()
     }

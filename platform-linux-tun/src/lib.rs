@@ -13,6 +13,7 @@
 //!   smoltcp that `bench path` runs on a TUN device.
 
 pub mod bench;
+pub mod bench_load;
 pub mod bench_stream;
 pub mod bulkapp;
 pub mod daemon;

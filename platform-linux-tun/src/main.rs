@@ -14,8 +14,8 @@ use std::process::{Command, ExitCode};
 use clap::{Parser, Subcommand};
 use hydranet_core::ft::params::DetectorParams;
 use hydranet_platform_linux_tun::{
-    bench, bench_stream, conformance_beside, hostd, netdemo, netns, redird, simdemo, suite_path,
-    summary_line, topology, tunserver, CONFORMANCE_BIN, SUITE_ENV,
+    bench, bench_load, bench_stream, conformance_beside, hostd, netdemo, netns, redird, simdemo,
+    suite_path, summary_line, topology, tunserver, CONFORMANCE_BIN, SUITE_ENV,
 };
 use hydranet_syscalls::ctl::{CtlClient, Request, Response};
 
@@ -197,6 +197,29 @@ enum BenchCmd {
         /// Runs per path (the median is reported).
         #[arg(long, default_value_t = 3)]
         repeat: usize,
+    },
+    /// One scheme under a steady one-way load for a fixed time, for profiling: prints the
+    /// pids of the daemons (and of this process, whose thread is the Linux client) before the
+    /// load starts, then the rate and each process's CPU use over the load.
+    Load {
+        /// direct, redirect, ft1, ft2, ft3, stack, smoltcp, veth-off, veth-on.
+        #[arg(long, value_enum, default_value = "ft3")]
+        scheme: bench_load::LoadScheme,
+        /// upload or download (ignored by the veth schemes).
+        #[arg(long, default_value = "upload", value_parser = parse_dir)]
+        dir: bench::Dir,
+        /// Bytes per transfer; transfers repeat until --secs have passed (K, M, G suffixes).
+        #[arg(long, default_value = "256M", value_parser = bench::parse_size)]
+        size: usize,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 20.0)]
+        secs: f64,
+        /// Seconds between printing the pids and starting the load.
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        /// 256 KiB socket buffers on the host daemons (default: FreeBSD's 64/32 KiB).
+        #[arg(long)]
+        large_buffers: bool,
     },
     /// A paced constant-bit-rate stream (like a video feed) from a group of 3 replicas to a
     /// Linux client, the primary killed mid-stream at a seeded random point; frame lateness
@@ -645,6 +668,22 @@ fn bench_cmd(out: PathBuf, which: BenchCmd) -> ExitCode {
             exe,
         })
         .map(|_| ()),
+        BenchCmd::Load {
+            scheme,
+            dir,
+            size,
+            secs,
+            warmup,
+            large_buffers,
+        } => bench_load::run(&bench_load::LoadOptions {
+            scheme,
+            dir,
+            size,
+            secs: secs.clamp(0.1, 600.0),
+            warmup: warmup.clamp(0.0, 60.0),
+            large_buffers,
+            exe,
+        }),
         BenchCmd::Stream {
             streams,
             control,
@@ -678,6 +717,14 @@ fn bench_cmd(out: PathBuf, which: BenchCmd) -> ExitCode {
             eprintln!("hydranet bench: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+fn parse_dir(s: &str) -> Result<bench::Dir, String> {
+    match s {
+        "upload" => Ok(bench::Dir::Upload),
+        "download" => Ok(bench::Dir::Download),
+        _ => Err(format!("{s:?}: upload or download")),
     }
 }
 
