@@ -478,6 +478,17 @@ impl Harness {
                 self.sent.push(s);
             }
         }
+        if std::env::var_os("HYDRANET_FUZZ_TRACE").is_some() {
+            for _ in 0..4 {
+                if let Some(n) = self.stack.poll_transmit(self.now, &mut self.buf) {
+                    let s = net::check_sent(&self.buf[..n], self.stack.addresses(), self.max_mtu);
+                    eprintln!("livelock packet: {s:?}");
+                }
+            }
+            for p in self.stack.pcblist() {
+                eprintln!("pcb: {p:?}");
+            }
+        }
         panic!("poll_transmit still had packets after {MAX_DRAIN} calls (livelock)");
     }
 
