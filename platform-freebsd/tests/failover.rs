@@ -4,59 +4,20 @@
 
 mod fake;
 
-use fake::net::{Net, ORIGIN, PORT};
+use fake::net::{pattern, Net, ORIGIN, PORT};
 use hydranet_core::ft::host::Role;
 use hydranet_core::netinet::tcp_usrreq::Shutdown;
 use hydranet_core::Errno;
 
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
-}
-
-/// Echo through the group: the client sends `total` bytes and reads them back; `kill` is
-/// called once when `kill_at` bytes came back.
+/// Echo through the group; `kill` is called once when `kill_at` bytes came back.
 fn echo(net: &mut Net, total: usize, kill_at: usize, kill: &mut dyn FnMut(&mut Net)) -> Vec<u8> {
-    let data = pattern(total);
-    let h = net.connect();
-    let mut sent = 0;
-    let mut got = Vec::new();
     let mut killed = false;
-    let mut shut = false;
-    let mut eof = false;
-    let mut buf = vec![0u8; 65536];
-    net.run_until(120_000_000, |net| {
-        let now = net.instant();
-        while sent < total {
-            match net
-                .client
-                .send(now, h, &data[sent..(sent + 8192).min(total)], 0)
-            {
-                Ok(n) if n > 0 => sent += n,
-                _ => break,
-            }
-        }
-        if sent == total && !shut {
-            shut = net.client.shutdown(now, h, Shutdown::Write).is_ok();
-        }
-        loop {
-            match net.client.recv(now, h, &mut buf, 0) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(Errno::EWOULDBLOCK) => break,
-                Err(e) => panic!("client socket error {e:?} after {} bytes", got.len()),
-            }
-        }
-        if !killed && got.len() >= kill_at {
+    fake::net::echo(net, total, &mut |net, got| {
+        if !killed && got >= kill_at {
             killed = true;
             kill(net);
         }
-        eof
-    });
-    assert_eq!(net.client.peek_error(h).unwrap(), None);
-    got
+    })
 }
 
 #[test]

@@ -11,18 +11,12 @@
 
 mod fake;
 
-use fake::net::{host_addr, Net, KEY, ORIGIN, PARAMS_AT, PORT};
+use fake::net::{echo, host_addr, pattern, Net, KEY, ORIGIN, PARAMS_AT, PORT};
 use fake::{ctl, PID};
 use hydranet_core::ft::host::{Role, MAX_GROUPS};
-use hydranet_core::netinet::tcp_usrreq::Shutdown;
-use hydranet_core::Errno;
 use hydranet_platform_freebsd::{Caller, Storage};
 
 const HOSTS: usize = 3;
-
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
-}
 
 /// Every host joins a group for each of the ports after `PORT` too, until its table is full.
 fn fill_group_tables(net: &mut Net) {
@@ -53,43 +47,6 @@ fn fill_group_tables(net: &mut Net) {
     }
 }
 
-/// The client sends `total` bytes to ORIGIN:PORT and reads them back.
-fn echo(net: &mut Net, total: usize) -> Vec<u8> {
-    let data = pattern(total);
-    let h = net.connect();
-    let (mut sent, mut shut, mut eof) = (0, false, false);
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; 65536];
-    net.run_until(120_000_000, |net| {
-        let now = net.instant();
-        while sent < total {
-            match net
-                .client
-                .send(now, h, &data[sent..(sent + 8192).min(total)], 0)
-            {
-                Ok(n) if n > 0 => sent += n,
-                _ => break,
-            }
-        }
-        if sent == total && !shut {
-            shut = net.client.shutdown(now, h, Shutdown::Write).is_ok();
-        }
-        loop {
-            match net.client.recv(now, h, &mut buf, 0) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(Errno::EWOULDBLOCK) => break,
-                Err(e) => panic!("client socket error {e:?} after {} bytes", got.len()),
-            }
-        }
-        eof
-    });
-    got
-}
-
 #[test]
 fn replicated_connection_with_full_group_tables_fits_a_small_stack() {
     let kib: usize = std::env::var("HYDRANET_STACK_KIB")
@@ -110,7 +67,7 @@ fn replicated_connection_with_full_group_tables_fits_a_small_stack() {
             });
             fill_group_tables(&mut net);
             let total = 100_000;
-            let got = echo(&mut net, total);
+            let got = echo(&mut net, total, &mut |_, _| {});
             assert!(got == pattern(total), "echo differs");
             assert_eq!(net.rst_to_client, 0);
             for n in &net.nodes {

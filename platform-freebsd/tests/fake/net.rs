@@ -275,3 +275,51 @@ impl Net {
         report
     }
 }
+
+/// The byte pattern the echo tests send.
+pub fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+/// Echo through the group: the client sends `total` bytes of [`pattern`], shuts its side and
+/// reads everything back until EOF; `each` is called on every round with the bytes so far
+/// (a test kills a host from it). Returns what came back.
+pub fn echo(net: &mut Net, total: usize, each: &mut dyn FnMut(&mut Net, usize)) -> Vec<u8> {
+    use hydranet_core::netinet::tcp_usrreq::Shutdown;
+    use hydranet_core::Errno;
+    let data = pattern(total);
+    let h = net.connect();
+    let (mut sent, mut shut, mut eof) = (0, false, false);
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    net.run_until(120_000_000, |net| {
+        let now = net.instant();
+        while sent < total {
+            match net
+                .client
+                .send(now, h, &data[sent..(sent + 8192).min(total)], 0)
+            {
+                Ok(n) if n > 0 => sent += n,
+                _ => break,
+            }
+        }
+        if sent == total && !shut {
+            shut = net.client.shutdown(now, h, Shutdown::Write).is_ok();
+        }
+        loop {
+            match net.client.recv(now, h, &mut buf, 0) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(Errno::EWOULDBLOCK) => break,
+                Err(e) => panic!("client socket error {e:?} after {} bytes", got.len()),
+            }
+        }
+        each(net, got.len());
+        eof
+    });
+    assert_eq!(net.client.peek_error(h).unwrap(), None);
+    got
+}
