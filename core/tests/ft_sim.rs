@@ -138,6 +138,17 @@ fn echo_survives_two_successive_primary_crashes() {
     assert_eq!(sim.primary(), Some(2));
 }
 
+/// The paper's failure detector alone: two client retransmissions within a second, no
+/// heartbeats.
+fn paper_detector() -> DetectorParams {
+    DetectorParams {
+        retransmit_threshold: 2,
+        retransmit_window_ms: 1000,
+        heartbeat_interval_ms: 0,
+        ..DetectorParams::default()
+    }
+}
+
 /// The paper's detector alone (client retransmissions, no heartbeats): after the first
 /// takeover the last replica has never heard from anyone that the first primary is gone, yet
 /// when the second primary dies it must take over too — the view it adopted says that every
@@ -145,12 +156,7 @@ fn echo_survives_two_successive_primary_crashes() {
 #[test]
 fn echo_survives_two_crashes_with_the_retransmission_detector_alone() {
     let cfg = SimConfig {
-        detector: DetectorParams {
-            retransmit_threshold: 2,
-            retransmit_window_ms: 1000,
-            heartbeat_interval_ms: 0,
-            ..DetectorParams::default()
-        },
+        detector: paper_detector(),
         ..Default::default()
     };
     let (sim, _) = echo_run(cfg, 300_000, &[(0.3, 0), (0.6, 1)]);
@@ -166,12 +172,7 @@ fn echo_survives_two_crashes_with_the_retransmission_detector_alone() {
 fn sink_upload_without_heartbeats(crashes: &[(u32, usize)]) -> (Sim, Duration) {
     let cfg = SimConfig {
         service: ServiceKind::Sink,
-        detector: DetectorParams {
-            retransmit_threshold: 2,
-            retransmit_window_ms: 1000,
-            heartbeat_interval_ms: 0,
-            ..DetectorParams::default()
-        },
+        detector: paper_detector(),
         ..Default::default()
     };
     let mut sim = Sim::new(cfg);
