@@ -6,8 +6,6 @@ mod fake;
 
 use fake::net::{pattern, Net, ORIGIN, PORT};
 use hydranet_core::ft::host::Role;
-use hydranet_core::netinet::tcp_usrreq::Shutdown;
-use hydranet_core::Errno;
 
 /// Echo through the group; `kill` is called once when `kill_at` bytes came back.
 fn echo(net: &mut Net, total: usize, kill_at: usize, kill: &mut dyn FnMut(&mut Net)) -> Vec<u8> {
@@ -81,43 +79,14 @@ fn second_failure_leaves_the_last_replica_serving() {
     let total = 200_000;
     let mut stage = 0;
     let data = pattern(total);
-    let h = net.connect();
-    let (mut sent, mut got, mut shut) = (0, Vec::new(), false);
-    let mut buf = vec![0u8; 65536];
-    net.run_until(120_000_000, |net| {
-        let now = net.instant();
-        while sent < total {
-            match net
-                .client
-                .send(now, h, &data[sent..(sent + 8192).min(total)], 0)
-            {
-                Ok(n) if n > 0 => sent += n,
-                _ => break,
-            }
-        }
-        if sent == total && !shut {
-            shut = net.client.shutdown(now, h, Shutdown::Write).is_ok();
-        }
-        let mut eof = false;
-        loop {
-            match net.client.recv(now, h, &mut buf, 0) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(Errno::EWOULDBLOCK) => break,
-                Err(e) => panic!("client error {e:?}"),
-            }
-        }
-        if stage == 0 && got.len() >= total / 4 {
+    let got = fake::net::echo(&mut net, total, &mut |net, got| {
+        if stage == 0 && got >= total / 4 {
             stage = 1;
             net.unload(0);
-        } else if stage == 1 && got.len() >= total / 2 {
+        } else if stage == 1 && got >= total / 2 {
             stage = 2;
             net.unload(1);
         }
-        eof
     });
     assert_eq!(stage, 2);
     assert!(got == data, "stream differs after two takeovers");
