@@ -951,6 +951,33 @@ mod syn_rcvd_listen {
         assert_eq!(h.stack.tcpstat.sc_completed, 1);
     }
 
+    /// Fuzz bug 8 (`stack_input/livelock-found-2026-11-26`): an ACK that completes the
+    /// syncache entry but fails PAWS leaves the new socket in SYN_RECEIVED (without
+    /// TF_NEEDSYN), where every `tcp_output` call sends the SYN,ACK. The stack called it again
+    /// after each segment, so `poll_transmit` returned SYN,ACKs for ever at one instant.
+    /// FreeBSD runs `tcp_output` once for the drop-after-ACK: one SYN,ACK; then one per
+    /// retransmission timeout.
+    #[test]
+    fn paws_failing_ack_on_new_socket_sends_one_synack() {
+        let mut h = Harness::new().peer_opts(PeerOpts::full());
+        h.do_listen();
+        h.do_peer_syn();
+        let old = h.peer_tsval().wrapping_sub(1000);
+        h.send(PeerSeg::new(".", 1, 1).ts_val(old));
+        h.expect_only("S.", 0, 1);
+        assert_eq!(h.stack.tcpstat.sc_completed, 1);
+        assert_eq!(h.stack.tcpstat.pawsdrop, 1);
+        assert_eq!(h.pcb_state(), Some(TcpState::SynReceived));
+        // The retransmission timer of the new socket sends one SYN,ACK, not a stream.
+        h.advance(1000);
+        h.expect_only("S.", 0, 1);
+        // A good ACK still completes the handshake.
+        h.send(PeerSeg::new(".", 1, 1));
+        h.expect_silence();
+        accept(&mut h);
+        assert_eq!(h.state(), TcpState::Established);
+    }
+
     #[test]
     fn ack_with_data_completes_and_delivers() {
         let mut h = syncache();

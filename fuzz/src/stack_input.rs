@@ -1024,6 +1024,9 @@ pub fn run(data: &[u8]) {
             break;
         }
         let Ok(op) = Op::arbitrary(&mut u) else { break };
+        if std::env::var_os("HYDRANET_FUZZ_TRACE").is_some() {
+            eprintln!("op @{:?}: {op:?}", h.now);
+        }
         h.apply(op);
     }
     h.finish();

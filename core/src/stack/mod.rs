@@ -933,13 +933,15 @@ impl<'a> Stack<'a> {
                         // Generated (the connection's state moved as if it was sent), then
                         // suppressed: a backup keeps its output to itself.
                         self.tcpstat.sndmuted += 1;
-                        self.sockets[i].output_wanted = true;
+                        self.sockets[i].output_wanted = more;
                         return Poll::Again;
                     }
-                    if !more {
-                        // Run once more: FreeBSD's loop re-evaluates after each segment.
-                        self.sockets[i].output_wanted = true;
-                    }
+                    // FreeBSD's `tcp_output` runs once per event and loops (`goto again`) only
+                    // while `sendalot`. Calling it again after its last segment is not
+                    // harmless: in SYN_RECEIVED (a syncache socket, no TF_NEEDSYN) every call
+                    // sends the SYN,ACK again, so one dropped-after-ACK segment or one
+                    // retransmission timeout made `poll_transmit` emit SYN,ACKs for ever.
+                    self.sockets[i].output_wanted = more;
                     self.rr = i;
                     return Poll::Packet(len);
                 }
