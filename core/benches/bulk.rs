@@ -5,6 +5,9 @@
 //! (median of a few runs timed with `std::time::Instant`), with the size of one connection's
 //! control state in each stack.
 //!
+//! The summary's runs alternate between the stacks; every run's rate goes to `bulk.csv` and the
+//! medians to `bulk.svg` under `HYDRANET_BENCH_OUT` (default `target/hydranet-bench`).
+//!
 //! `HYDRANET_BENCH_QUICK=1` shrinks the transfer and the sample counts for CI smoke runs.
 
 use std::hint::black_box;
@@ -55,17 +58,68 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Median throughput in MB/s (10^6 bytes) over `runs` transfers, and the last outcome.
-fn measure(runs: usize, mut f: impl FnMut() -> Outcome) -> (f64, Outcome) {
-    let mut rates = Vec::with_capacity(runs);
+/// Median throughput in MB/s (10^6 bytes) over `runs` transfers, and the last outcome;
+/// every run's rate goes into `rates`.
+fn measure(runs: usize, rates: &mut Vec<f64>, mut f: impl FnMut() -> Outcome) -> (f64, Outcome) {
+    let mut mine = Vec::with_capacity(runs);
     let mut last = Outcome::default();
     for _ in 0..runs {
         let t0 = StdInstant::now();
         last = black_box(f());
         let secs = t0.elapsed().as_secs_f64();
-        rates.push(last.bytes as f64 / secs / 1e6);
+        mine.push(last.bytes as f64 / secs / 1e6);
     }
-    (median(rates), last)
+    rates.extend_from_slice(&mine);
+    (median(mine), last)
+}
+
+/// Where the summary's CSV and SVG go: `HYDRANET_BENCH_OUT`, else `target/hydranet-bench`.
+fn out_dir() -> std::path::PathBuf {
+    std::env::var_os("HYDRANET_BENCH_OUT")
+        .map(Into::into)
+        .unwrap_or_else(|| std::path::PathBuf::from("target/hydranet-bench"))
+}
+
+/// Every run's rate as CSV, and the two medians as an SVG bar chart with the ratio in its
+/// title, so a run leaves the same kind of record as `hydranet bench`.
+fn write_records(rates: &[(&str, Vec<f64>)], ratio: f64, total: usize) -> std::io::Result<()> {
+    use std::fmt::Write as _;
+    let dir = out_dir();
+    std::fs::create_dir_all(&dir)?;
+    let mut csv = String::from("stack,run,bytes,mb_per_s\n");
+    for (name, v) in rates {
+        for (i, r) in v.iter().enumerate() {
+            let _ = writeln!(csv, "{name},{i},{total},{r:.1}");
+        }
+    }
+    std::fs::write(dir.join("bulk.csv"), csv)?;
+    let max = rates
+        .iter()
+        .map(|(_, v)| median(v.clone()))
+        .fold(1.0f64, f64::max);
+    let (w, h, left, bar_h) = (640.0, 60.0 + 40.0 * rates.len() as f64, 90.0, 24.0);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n<text x=\"10\" y=\"20\">in-memory \
+         bulk transfer, {} MiB one way: median MB/s (hydranet/smoltcp {ratio:.3})</text>\n",
+        total >> 20
+    );
+    for (i, (name, v)) in rates.iter().enumerate() {
+        let m = median(v.clone());
+        let y = 40.0 + 40.0 * i as f64;
+        let len = (w - left - 90.0) * m / max;
+        let _ = writeln!(
+            svg,
+            "<text x=\"10\" y=\"{:.0}\">{name}</text><rect x=\"{left}\" y=\"{y:.0}\" \
+             width=\"{len:.1}\" height=\"{bar_h}\" fill=\"#4a7ab0\"/><text x=\"{:.1}\" \
+             y=\"{:.0}\">{m:.0}</text>",
+            y + 16.0,
+            left + len + 6.0,
+            y + 16.0
+        );
+    }
+    svg.push_str("</svg>\n");
+    std::fs::write(dir.join("bulk.svg"), svg)
 }
 
 fn criterion_groups(c: &mut Criterion, settings: &Settings, src: &Source) {
@@ -93,12 +147,17 @@ fn criterion_groups(c: &mut Criterion, settings: &Settings, src: &Source) {
 
 fn summary(settings: &Settings, src: &Source) {
     let total = settings.total;
-    let (ours, ours_out) = measure(settings.summary_runs, || {
-        hydranet_transfer(src, total, false)
-    });
-    let (smol, smol_out) = measure(settings.summary_runs, || {
-        smoltcp_transfer(src, total, false)
-    });
+    let (mut ours_rates, mut smol_rates) = (Vec::new(), Vec::new());
+    // Interleaved, one run of each at a time, so that a noisy moment hits both.
+    let (mut ours, mut smol) = (0.0, 0.0);
+    let (mut ours_out, mut smol_out) = (Outcome::default(), Outcome::default());
+    for run in 0..settings.summary_runs {
+        eprintln!("bulk summary: run {} of {}", run + 1, settings.summary_runs);
+        (_, ours_out) = measure(1, &mut ours_rates, || hydranet_transfer(src, total, false));
+        (_, smol_out) = measure(1, &mut smol_rates, || smoltcp_transfer(src, total, false));
+        ours = median(ours_rates.clone());
+        smol = median(smol_rates.clone());
+    }
     let ours_cb = core::mem::size_of::<hydranet_core::socket::socketvar::Socket<'static>>();
     let ours_tcpcb = core::mem::size_of::<hydranet_core::netinet::tcp_var::TcpCb>();
     let smol_cb = core::mem::size_of::<smol_tcp::Socket<'static>>();
@@ -145,6 +204,14 @@ fn summary(settings: &Settings, src: &Source) {
         );
     }
     println!("ratio ours/smoltcp: {:.3}", ours / smol);
+    let rates = [("hydranet", ours_rates), ("smoltcp", smol_rates)];
+    match write_records(&rates, ours / smol, total) {
+        Ok(()) => println!("wrote {0}/bulk.csv and {0}/bulk.svg", out_dir().display()),
+        Err(e) => println!(
+            "could not write the CSV/SVG under {}: {e}",
+            out_dir().display()
+        ),
+    }
     println!(
         "connection control state: hydranet Socket {ours_cb} bytes (of which tcpcb \
          {ours_tcpcb}, 2 x SockBuf handle {sockbuf}; storage is on the heap), smoltcp \
@@ -171,7 +238,9 @@ fn main() {
             "smoltcp" => smoltcp_transfer,
             other => panic!("HYDRANET_BENCH_PROFILE: unknown stack {other:?}"),
         };
-        let (rate, _) = measure(settings.summary_runs * 4, || f(&src, settings.total, false));
+        let (rate, _) = measure(settings.summary_runs * 4, &mut Vec::new(), || {
+            f(&src, settings.total, false)
+        });
         println!("{which}: {rate:.1} MB/s");
         return;
     }
