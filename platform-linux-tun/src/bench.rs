@@ -669,8 +669,10 @@ pub fn failover_transfer(
 /// retransmissions reached them as duplicates (what the retransmission detector counts) or
 /// fell outside their window.
 fn note_no_takeover(c: &Cluster, port: u16) {
-    const KEYS: [&str; 11] = [
+    const KEYS: [&str; 17] = [
         "ft.takeovers",
+        "ft.client_retransmits",
+        "ft.retransmits_settling",
         "ft.step_downs",
         "ft.progress_sent",
         "ft.progress_rcvd",
@@ -681,6 +683,10 @@ fn note_no_takeover(c: &Cluster, port: u16) {
         "tcp.rcvpartduppack",
         "tcp.rcvpackafterwin",
         "tcp.rcvwinprobe",
+        "tcp.rcvacktooold",
+        "tcp.rcvghostack",
+        "tcp.rcvacktoomuch",
+        "tcp.pawsdrop",
     ];
     let mut parts = Vec::new();
     for i in (0..c.spec.hosts).filter(|&i| c.host_alive(i)) {

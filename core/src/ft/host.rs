@@ -113,6 +113,10 @@ pub struct FtStats {
     pub deliveries_lost: u64,
     pub conns_tracked: u64,
     pub conns_table_full: u64,
+    /// Client retransmissions the detector counted (a burst from one timeout counts once).
+    pub client_retransmits: u64,
+    /// Client retransmissions ignored while a new view settled.
+    pub retransmits_settling: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -1218,6 +1222,7 @@ impl<'a> Host<'a> {
                 .view_since
                 .is_some_and(|t| now.saturating_duration_since(t) < quarter_window(&g.params));
             if settling {
+                self.stats.retransmits_settling += u64::from(d);
                 continue;
             }
             // One retransmission timeout makes the client resend a burst of segments the
@@ -1232,6 +1237,7 @@ impl<'a> Host<'a> {
                 .is_none_or(|&t| now.saturating_duration_since(t) >= gap);
             if d > 0 && fresh {
                 seen = true;
+                self.stats.client_retransmits += 1;
                 if g.dup_history.is_full() {
                     g.dup_history.pop_front();
                 }
