@@ -149,15 +149,13 @@ fn summary(settings: &Settings, src: &Source) {
     let total = settings.total;
     let (mut ours_rates, mut smol_rates) = (Vec::new(), Vec::new());
     // Interleaved, one run of each at a time, so that a noisy moment hits both.
-    let (mut ours, mut smol) = (0.0, 0.0);
     let (mut ours_out, mut smol_out) = (Outcome::default(), Outcome::default());
     for run in 0..settings.summary_runs {
         eprintln!("bulk summary: run {} of {}", run + 1, settings.summary_runs);
         (_, ours_out) = measure(1, &mut ours_rates, || hydranet_transfer(src, total, false));
         (_, smol_out) = measure(1, &mut smol_rates, || smoltcp_transfer(src, total, false));
-        ours = median(ours_rates.clone());
-        smol = median(smol_rates.clone());
     }
+    let (ours, smol) = (median(ours_rates.clone()), median(smol_rates.clone()));
     let ours_cb = core::mem::size_of::<hydranet_core::socket::socketvar::Socket<'static>>();
     let ours_tcpcb = core::mem::size_of::<hydranet_core::netinet::tcp_var::TcpCb>();
     let smol_cb = core::mem::size_of::<smol_tcp::Socket<'static>>();

@@ -1204,11 +1204,20 @@ impl<'a> Host<'a> {
         }
     }
 
-    /// Backup: client retransmissions seen since the last look feed the detector.
-    /// Records the client retransmissions the group's connections received since the last
-    /// look; whether there were any.
+    /// Backup: the client retransmissions the group's connections received since the last look
+    /// feed the detector; whether any was counted.
     fn observe_retransmissions(&mut self, gi: usize, now: Instant) -> bool {
         let mut seen = false;
+        let params = self.groups[gi].params;
+        let settling = self.groups[gi]
+            .view_since
+            .is_some_and(|t| now.saturating_duration_since(t) < quarter_window(&params));
+        // One retransmission timeout makes the client resend a burst of segments the replicas
+        // already hold (go-back-N, or SACK recovery): that is one retransmission, not one per
+        // segment, or a single timeout would reach any threshold. Duplicates closer than an
+        // eighth of the window (125 ms by default; a client's timeouts are at least 200 ms
+        // apart) count once.
+        let gap = Duration::from_micros(params.retransmit_window().total_micros() / 8);
         let n = self.groups[gi].conns.len();
         for ci in 0..n {
             let c = self.groups[gi].conns[ci];
@@ -1217,20 +1226,11 @@ impl<'a> Host<'a> {
             };
             let d = so.tp.t_rcvdupsegs.wrapping_sub(c.last_dupsegs);
             self.groups[gi].conns[ci].last_dupsegs = so.tp.t_rcvdupsegs;
-            let g = &mut self.groups[gi];
-            let settling = g
-                .view_since
-                .is_some_and(|t| now.saturating_duration_since(t) < quarter_window(&g.params));
             if settling {
                 self.stats.retransmits_settling += u64::from(d);
                 continue;
             }
-            // One retransmission timeout makes the client resend a burst of segments the
-            // replicas already hold (go-back-N, or SACK recovery): that is one retransmission,
-            // not one per segment, or a single timeout would reach any threshold. Duplicates
-            // closer than an eighth of the window (125 ms by default; a client's timeouts
-            // are at least 200 ms apart) count once.
-            let gap = Duration::from_micros(g.params.retransmit_window().total_micros() / 8);
+            let g = &mut self.groups[gi];
             let fresh = g
                 .dup_history
                 .back()
@@ -1680,8 +1680,6 @@ impl<'a> Host<'a> {
     }
 }
 
-/// When a live peer's silence calls for a probe: once a heartbeat and a half is missing, and
-/// then every [`probe_interval`] until the timeout declares it dead.
 /// How long a peer may stay silent on the ack channel before it counts as gone: the heartbeat
 /// timeout; or, with heartbeats off, [`quarter_window`] for a primary holding connections. Its
 /// backups repeat their progress reports every [`PROGRESS_REFRESH`] while they hold
@@ -1710,6 +1708,8 @@ fn quarter_window(p: &DetectorParams) -> Duration {
     Duration::from_micros(p.retransmit_window().total_micros() / 4)
 }
 
+/// When a live peer's silence calls for a probe: once a heartbeat and a half is missing, and
+/// then every [`probe_interval`] until the timeout declares it dead.
 fn probe_due(p: &Peer, params: &DetectorParams, started: Instant) -> Option<Instant> {
     if p.dead || params.heartbeat_interval_ms == 0 {
         return None;
